@@ -1,0 +1,179 @@
+"""RobNet cells and networks with the official module names and state_dict layout.
+
+Macro (SPEC §1): stem conv3x3 (3 -> 3C) + BN; L cells with reductions at L//3 and 2L//3 (channels
+double, edges leaving s0/s1 at stride 2); global average pool -> Linear(4 * C_last, classes).
+Each cell sees s0 = output of cell k-2 and s1 = output of cell k-1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from .genotype import NUM_NODES, Cell, Genotype
+from .ops import ChosenOperation, FactorizedReduce, NonLocalDenoise, ReLUConvBN
+
+GenotypeLike = Genotype | str | Sequence[Sequence[str]]
+
+
+def as_genotype(genotype: GenotypeLike) -> Genotype:
+    """Accept a :class:`Genotype`, its string form, or the official nested lists."""
+    if isinstance(genotype, Genotype):
+        return genotype
+    if isinstance(genotype, str):
+        return Genotype.parse(genotype)
+    return Genotype.from_official(genotype)
+
+
+class RobNetCell(nn.Module):
+    """One cell: preprocess s0/s1 to C channels, 4 nodes each summing its incoming edges, concat."""
+
+    # Marks the unit fspkit captures by default (fspkit looks for this flag; it never imports robnet).
+    is_cell = True
+
+    def __init__(self, c_prev_prev: int, c_prev: int, c: int, *, reduction: bool, reduction_prev: bool,
+                 cell: Cell) -> None:
+        super().__init__()
+        self.reduction = reduction
+        self.codes = tuple(cell)
+        self.preprocess0: nn.Module = (FactorizedReduce(c_prev_prev, c) if reduction_prev
+                                       else ReLUConvBN(c_prev_prev, c, 1, 1, 0))
+        self.preprocess1 = ReLUConvBN(c_prev, c, 1, 1, 0)
+        self._ops = nn.ModuleList()
+        for node in range(NUM_NODES):
+            for src in range(node + 2):
+                stride = 2 if reduction and src < 2 else 1
+                self._ops.append(ChosenOperation(c, stride, cell[len(self._ops)]))
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        offset = 0
+        for _ in range(NUM_NODES):
+            # '00' edges contribute exactly zero: skip them (validation guarantees one live edge).
+            terms = [self._ops[offset + j](h) for j, h in enumerate(states) if self.codes[offset + j] != "00"]
+            offset += len(states)
+            node = terms[0]
+            for t in terms[1:]:
+                node = node + t
+            states.append(node)
+        return torch.cat(states[-NUM_NODES:], dim=1)
+
+
+class RobNet(nn.Module):
+    """A RobNets network (cell-based or cell-free).
+
+    Args:
+        genotype: the architecture; a cell-based genotype is shared by all layers.
+        C: initial channels per node.
+        layers: number of cells.
+        num_classes: classifier outputs.
+        in_channels: image channels.
+        imagenet_stem: the official ImageNet stem (three stride-2 convs, AvgPool(7) head).
+        stem_multiplier: stem width = stem_multiplier * C (CIFAR stem only).
+        denoise: cell indices after which a :class:`NonLocalDenoise` block is inserted.
+    """
+
+    def __init__(self, genotype: GenotypeLike, *, C: int = 36, layers: int = 20, num_classes: int = 10,
+                 in_channels: int = 3, imagenet_stem: bool = False, stem_multiplier: int = 3,
+                 denoise: Iterable[int] = ()) -> None:
+        super().__init__()
+        genotype = as_genotype(genotype)
+        if layers < 1:
+            raise ValueError(f"layers must be >= 1, got {layers}")
+        if C < 2 or C % 2:
+            raise ValueError(f"C must be a positive even number (FactorizedReduce halves it), got {C}")
+        genotype.check_layers(layers)
+        self.genotype = genotype
+        self._C = C
+        self._layers = layers
+        self._imagenet = imagenet_stem
+        if imagenet_stem:
+            self.stem0 = nn.Sequential(
+                nn.Conv2d(in_channels, C // 2, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(C // 2),
+                nn.ReLU(inplace=False),
+                nn.Conv2d(C // 2, C, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(C),
+            )
+            self.stem1 = nn.Sequential(
+                nn.ReLU(inplace=False),
+                nn.Conv2d(C, C, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(C),
+            )
+            c_prev_prev, c_prev, c_curr = C, C, C
+            reduction_prev = True
+        else:
+            c_curr = stem_multiplier * C
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_curr),
+            )
+            c_prev_prev, c_prev, c_curr = c_curr, c_curr, C
+            reduction_prev = False
+
+        self.cells = nn.ModuleList()
+        self.cell_channels: list[tuple[int, int]] = []  # (channels of s1 in, channels out) per cell
+        for i in range(layers):
+            reduction = i in self.reduction_indices(layers)
+            if reduction:
+                c_curr *= 2
+            self.cells.append(RobNetCell(c_prev_prev, c_prev, c_curr, reduction=reduction,
+                                         reduction_prev=reduction_prev, cell=genotype.cell(i)))
+            self.cell_channels.append((c_prev, NUM_NODES * c_curr))
+            reduction_prev = reduction
+            c_prev_prev, c_prev = c_prev, NUM_NODES * c_curr
+
+        denoise = sorted(set(denoise))
+        for i in denoise:
+            if not 0 <= i < layers:
+                raise ValueError(f"denoise cell index {i} out of range 0..{layers - 1}")
+        # Only present when requested, so the plain network keeps the official key set.
+        if denoise:
+            self.denoise = nn.ModuleDict({str(i): NonLocalDenoise(self.cell_channels[i][1]) for i in denoise})
+        self.global_pooling: nn.Module = nn.AvgPool2d(7) if imagenet_stem else nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_prev, num_classes)
+
+    @staticmethod
+    def reduction_indices(layers: int) -> tuple[int, int]:
+        return (layers // 3, 2 * layers // 3)
+
+    def _stem(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._imagenet:
+            s0 = self.stem0(x)
+            return s0, self.stem1(s0)
+        s = self.stem(x)
+        return s, s
+
+    def _after_cell(self, i: int, out: torch.Tensor) -> torch.Tensor:
+        if hasattr(self, "denoise") and str(i) in self.denoise:
+            return self.denoise[str(i)](out)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s0, s1 = self._stem(x)
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, self._after_cell(i, cell(s0, s1))
+        return self.classifier(torch.flatten(self.global_pooling(s1), 1))
+
+    def forward_features(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Reference path for the FSP work: per cell, (its s1 input, its output), in network order.
+
+        The input is the s1 argument as it enters the cell (before preprocessing); the output is
+        the cell's concatenated node outputs (before any denoise block).
+        """
+        feats = []
+        s0, s1 = self._stem(x)
+        for i, cell in enumerate(self.cells):
+            out = cell(s0, s1)
+            feats.append((s1, out))
+            s0, s1 = s1, self._after_cell(i, out)
+        return feats
+
+
+def build_robnet(genotype: GenotypeLike, *, C: int = 36, layers: int = 20, num_classes: int = 10,
+                 in_channels: int = 3, imagenet_stem: bool = False, denoise: Iterable[int] = ()) -> RobNet:
+    """Build a RobNet from a genotype (a :class:`Genotype`, its string, or the official nested lists)."""
+    return RobNet(genotype, C=C, layers=layers, num_classes=num_classes, in_channels=in_channels,
+                  imagenet_stem=imagenet_stem, denoise=denoise)
