@@ -93,12 +93,12 @@ class Genotype:
     @classmethod
     def shared(cls, cell: Sequence[str]) -> Genotype:
         """A cell-based genotype from one cell's 14 codes."""
-        return cls((tuple(cell),), cell_free=False)
+        return cls((cell,), cell_free=False)  # type: ignore[arg-type]  # validated in __post_init__
 
     @classmethod
     def free(cls, cells: Sequence[Sequence[str]]) -> Genotype:
         """A cell-free genotype from one cell per layer."""
-        return cls(tuple(tuple(c) for c in cells), cell_free=True)
+        return cls(tuple(cells), cell_free=True)  # type: ignore[arg-type]
 
     @classmethod
     def from_official(cls, cells: Sequence[Sequence[str]]) -> Genotype:

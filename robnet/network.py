@@ -32,6 +32,8 @@ class RobNetCell(nn.Module):
 
     # Marks the unit fspkit captures by default (fspkit looks for this flag; it never imports robnet).
     is_cell = True
+    # The FSP input of a cell is its s1 argument (SPEC §5 decision).
+    fsp_input_index = 1
 
     def __init__(self, c_prev_prev: int, c_prev: int, c: int, *, reduction: bool, reduction_prev: bool,
                  cell: Cell) -> None:
