@@ -1,0 +1,147 @@
+"""``fspkit`` command line: ``fspkit score CHECKPOINT --data cifar10 ...``.
+
+Errors print one line and exit 1 (usage errors exit 2); ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("fspkit")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fspkit", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+    sc = sub.add_parser("score", help="per-cell clean-vs-adversarial FSP distance of a checkpoint")
+    sc.add_argument("checkpoint", help="a robnet checkpoint, or an official RobNets one with --arch")
+    sc.add_argument("--arch", default=None, help="architecture of an official RobNets checkpoint (robnet_free, ...)")
+    sc.add_argument("--data", default="cifar10", help="cifar10, cifar100, svhn, digits (default: %(default)s)")
+    sc.add_argument("--data-dir", default=None, help="folder holding the dataset's standard folder")
+    sc.add_argument("--split", default="test")
+    sc.add_argument("--n", type=int, default=1000, help="number of samples (default: %(default)s)")
+    sc.add_argument("--shuffle", action="store_true", help="a seeded random subset instead of the first n")
+    sc.add_argument("--attack", default="pgd", choices=["pgd", "fgsm", "none"])
+    sc.add_argument("--eps", default="8/255")
+    sc.add_argument("--steps", type=int, default=20)
+    sc.add_argument("--step-size", default="2/255")
+    sc.add_argument("--cells", action="append", default=None,
+                    help="glob of module names to score, e.g. 'cells.1[0-9]' (repeatable; default: every cell)")
+    sc.add_argument("--batch-size", type=int, default=128)
+    sc.add_argument("--device", default=None)
+    sc.add_argument("--seed", type=int, default=0)
+    sc.add_argument("--json", default=None, help="write the report as JSON")
+    sc.add_argument("--csv", default=None, help="write the per-cell table as CSV")
+    sc.add_argument("--quiet", action="store_true")
+    sc.add_argument("--debug", action="store_true")
+    return parser
+
+
+def _attack(args: argparse.Namespace, device: Any) -> tuple[Any, dict[str, Any]]:
+    import torch
+
+    from robnet.attacks import fgsm, parse_fraction, pgd
+
+    eps = parse_fraction(args.eps)
+    if args.attack == "none":
+        return (lambda model, x, y: x), {"name": "none"}
+    if args.attack == "fgsm":
+        return (lambda model, x, y: fgsm(model, x, y, eps=eps)), {"name": "fgsm", "eps": eps}
+    step = parse_fraction(args.step_size)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(args.seed)
+
+    def attack(model: Any, x: Any, y: Any) -> Any:
+        return pgd(model, x, y, eps=eps, step_size=step, steps=args.steps, random_start=True, generator=gen)
+
+    return attack, {"name": "pgd", "eps": eps, "step_size": step, "steps": args.steps, "random_start": True,
+                    "norm": "inf", "seed": args.seed}
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm.auto import tqdm
+
+    from robnet.checkpoint import load_any
+    from robnet.data import DeviceLoader, load_dataset
+
+    from .score import score
+
+    if args.n < 1:
+        raise ValueError(f"--n must be >= 1, got {args.n}")
+    device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: CUDA is not available on this machine")
+    model, meta = load_any(args.checkpoint, arch=args.arch)
+    model.to(device)
+    data = load_dataset(args.data, args.data_dir, args.split)
+    if args.n > len(data):
+        raise ValueError(f"--n {args.n} is larger than the {args.data} {args.split} split ({len(data)} samples)")
+    if args.shuffle:
+        idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))[: args.n]
+    else:
+        idx = torch.arange(args.n)
+    data = data.subset(idx)
+    _check_channels(model, data, args)
+    loader = DeviceLoader(data, batch_size=args.batch_size, device=device, shuffle=False)
+    attack, settings = _attack(args, device)
+    cells: Any = args.cells
+    torch.manual_seed(args.seed)
+
+    def bar(it: Any) -> Any:
+        return tqdm(it, desc="fspkit score", unit="batch", total=len(loader), disable=args.quiet)
+
+    report = score(model, loader, attack, cells=cells, attack_settings=settings, seed=args.seed, progress=bar)
+    report.extra.update({"checkpoint": args.checkpoint, "dataset": args.data, "split": args.split,
+                         "shuffle": args.shuffle})
+    print(f"{args.checkpoint}: {args.data}/{args.split}, attack {settings['name']}"
+          + (f" eps {args.eps} steps {args.steps} step {args.step_size}" if settings["name"] == "pgd" else ""))
+    print(report.table())
+    print(report.summary())
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))
+    if args.csv:
+        rows = report.csv_rows()
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return 0
+
+
+def _check_channels(model: Any, data: Any, args: argparse.Namespace) -> None:
+    from torch import nn
+
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    channels = data.images.shape[1]
+    if first is not None and first.in_channels != channels:
+        raise ValueError(f"{args.checkpoint} expects {first.in_channels}-channel images but {args.data} has "
+                         f"{channels}: wrong --data for this checkpoint?")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
+                        stream=sys.stderr)
+    try:
+        if args.command == "score":
+            return cmd_score(args)
+    except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"fspkit {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    parser.error(f"unknown command {args.command}")
+    return 2

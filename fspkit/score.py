@@ -1,0 +1,191 @@
+"""Streaming clean-vs-adversarial FSP scoring (Guo et al. 2020, Finding #3; FSP: Yim et al. 2017).
+
+For every selected cell l, L_l = (1/N) sum_x || G_l(x) - G_l(x_adv) ||_F^2 with
+G_l(x) = (1/(h w)) sum_{s,t} F_in[:, s, t] (outer) F_out[:, s, t].
+
+Each batch runs once through the network as ``cat([x, x_adv])`` under ``torch.no_grad``; a hook on
+every cell computes G for both halves with one einsum and adds the per-sample distances to
+running sums on the device, then the maps are dropped. No feature map outlives its cell, and
+nothing is copied to the host until the end (no host sync per batch).
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .capture import CellSpec, capture_cells, resolve_cells, unwrap_model
+from .fsp import fsp_pair_distance
+
+Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class CellScore:
+    """FSP distance statistics of one cell over the scored samples."""
+
+    name: str
+    depth: int
+    c_in: int
+    c_out: int
+    hw: tuple[int, int]
+    fsp_mean: float
+    fsp_std: float
+
+    @property
+    def fsp_mean_normalized(self) -> float:
+        """L_l / (m n): comparable across cells of different widths."""
+        return self.fsp_mean / (self.c_in * self.c_out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "depth": self.depth, "c_in": self.c_in, "c_out": self.c_out,
+                "hw": list(self.hw), "fsp_mean": self.fsp_mean, "fsp_std": self.fsp_std,
+                "fsp_mean_normalized": self.fsp_mean_normalized}
+
+
+@dataclass
+class FSPReport:
+    """Result of :func:`score`: per-cell FSP distances plus accuracies on the same samples."""
+
+    cells: list[CellScore]
+    clean_acc: float
+    adv_acc: float
+    n: int
+    attack: dict[str, Any]
+    device: str
+    seed: int | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def deep_mean(self) -> float:
+        """Mean FSP distance of the deepest third of the cells (Finding #3 looks at deep cells)."""
+        k = max(1, math.ceil(len(self.cells) / 3))
+        deep = self.cells[-k:]
+        return sum(c.fsp_mean for c in deep) / len(deep)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"clean_acc": self.clean_acc, "adv_acc": self.adv_acc, "n": self.n, "attack": self.attack,
+                "seed": self.seed, "device": self.device, "versions": self.versions,
+                "fsp_deep_mean": self.deep_mean(), "cells": [c.to_dict() for c in self.cells], **self.extra}
+
+    def table(self) -> str:
+        """Readable per-cell table."""
+        rows = [f"{'cell':<12} {'depth':>5} {'c_in':>5} {'c_out':>5} {'hw':>7} {'fsp_mean':>12} {'fsp_std':>12} "
+                f"{'normalized':>12}"]
+        for c in self.cells:
+            hw = f"{c.hw[0]}x{c.hw[1]}"
+            rows.append(f"{c.name:<12} {c.depth:>5} {c.c_in:>5} {c.c_out:>5} {hw:>7} {c.fsp_mean:>12.5g} "
+                        f"{c.fsp_std:>12.5g} {c.fsp_mean_normalized:>12.5g}")
+        return "\n".join(rows)
+
+    def summary(self) -> str:
+        k = max(1, math.ceil(len(self.cells) / 3))
+        return (f"n={self.n}  clean acc {100 * self.clean_acc:.2f}%  adv acc {100 * self.adv_acc:.2f}%  "
+                f"mean FSP distance of the deepest {k} cells {self.deep_mean():.5g}")
+
+    def csv_rows(self) -> list[dict[str, Any]]:
+        return [{**c.to_dict(), "hw": f"{c.hw[0]}x{c.hw[1]}"} for c in self.cells]
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, was in flags:
+            m.training = was
+
+
+class _Accumulator:
+    """Per-cell running sums on the device, filled from inside the forward hooks."""
+
+    def __init__(self, n_cells: int, device: torch.device) -> None:
+        self.sums = torch.zeros(n_cells, 2, dtype=torch.float64, device=device)  # (cells, [sum d, sum d^2])
+        self.counts = [0] * n_cells  # samples accumulated per cell
+        self.shapes: list[tuple[int, int, tuple[int, int]] | None] = [None] * n_cells
+        self.split = 0
+
+    def __call__(self, name: str, index: int, f_in: torch.Tensor, f_out: torch.Tensor) -> None:
+        d = fsp_pair_distance(f_in, f_out, split=self.split).double()  # (N,)
+        self.sums[index, 0] += d.sum()
+        self.sums[index, 1] += d.square().sum()
+        self.counts[index] += d.numel()
+        if self.shapes[index] is None:
+            hw = (min(f_in.shape[2], f_out.shape[2]), min(f_in.shape[3], f_out.shape[3]))
+            self.shapes[index] = (f_in.shape[1], f_out.shape[1], hw)
+
+
+@torch.no_grad()
+def _forward_pair(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+    return model(torch.cat([x, x_adv]))
+
+
+def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], attack: Attack, *,
+          cells: CellSpec = None, attack_settings: dict[str, Any] | None = None, seed: int | None = None,
+          progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None) -> FSPReport:
+    """Clean-vs-adversarial FSP distance of every selected cell, streamed over ``batches``.
+
+    Args:
+        model: the network; scored in eval mode (BN running statistics), the attack included;
+            its train/eval flags are restored afterwards.
+        batches: iterable of ``(x, y)`` on the model's device, x in [0, 1].
+        attack: ``(model, x, y) -> x_adv`` (e.g. ``robnet.attacks.pgd`` with its settings bound).
+        cells: which cells (None: every module flagged ``is_cell``; or globs / names).
+        attack_settings: the attack's exact settings, recorded in the report.
+        seed: recorded in the report.
+        progress: optional wrapper for the batch iterable (e.g. ``tqdm``).
+
+    Returns:
+        An :class:`FSPReport` with per-cell mean/std of the distance, and clean/adversarial
+        accuracy on the same samples.
+    """
+    net = unwrap_model(model)
+    device = next(net.parameters()).device
+    names = [name for name, _ in resolve_cells(net, cells)]  # raises early on unknown names
+    acc = _Accumulator(len(names), device)
+    correct = torch.zeros(2, dtype=torch.long, device=device)
+    n = 0
+    iterable = progress(batches) if progress is not None else batches
+    with _eval_mode(net):
+        for x, y in iterable:
+            if x.shape[0] != y.shape[0]:
+                raise ValueError(f"batch has {x.shape[0]} images but {y.shape[0]} labels")
+            x_adv = attack(net, x, y).detach()
+            if x_adv.shape != x.shape:
+                raise ValueError(f"attack returned shape {tuple(x_adv.shape)} for input {tuple(x.shape)}")
+            acc.split = x.shape[0]
+            # Hooks only around the scoring forward, so the attack's own forwards are not scored.
+            with capture_cells(net, names, on_pair=acc):
+                logits = _forward_pair(net, x, x_adv)
+            pred = logits.argmax(1)
+            correct[0] += (pred[: x.shape[0]] == y).sum()
+            correct[1] += (pred[x.shape[0]:] == y).sum()
+            n += x.shape[0]
+    if n == 0:
+        raise ValueError("no batches to score: the data iterable was empty")
+    sums = acc.sums.cpu()  # the one host sync
+    hits = correct.cpu().tolist()
+    results = []
+    for i, name in enumerate(names):
+        shape = acc.shapes[i]
+        if shape is None:  # pragma: no cover - capture_cells raises first for a cell that never ran
+            raise ValueError(f"cell {name!r} never ran")
+        mean = float(sums[i, 0]) / acc.counts[i]
+        var = max(float(sums[i, 1]) / acc.counts[i] - mean * mean, 0.0)
+        results.append(CellScore(name=name, depth=i, c_in=shape[0], c_out=shape[1], hw=shape[2], fsp_mean=mean,
+                                 fsp_std=math.sqrt(var)))
+    import fspkit
+
+    versions = {"fspkit": fspkit.__version__, "torch": torch.__version__, "python": platform.python_version()}
+    return FSPReport(cells=results, clean_acc=hits[0] / n, adv_acc=hits[1] / n, n=n,
+                     attack=dict(attack_settings or {}), device=str(device), seed=seed, versions=versions)
+
