@@ -33,17 +33,12 @@ from torch import Tensor, nn
 from robnet import build_model
 from robnet.attacks import pgd
 
+try:
+    from _machine import cpu_model
+except ImportError:  # run as a module from the repo root
+    from benchmarks._machine import cpu_model
+
 EPS, STEP = 8 / 255, 2 / 255
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def make_ours(model: nn.Module, steps: int, seed: int) -> Callable[[Tensor, Tensor], Tensor]:

@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--data", default="cifar10", help="cifar10, cifar100, svhn, digits (default: %(default)s)")
     sc.add_argument("--data-dir", default=None, help="folder holding the dataset's standard folder")
     sc.add_argument("--split", default="test")
-    sc.add_argument("--n", type=int, default=1000, help="number of samples (default: %(default)s)")
+    sc.add_argument("--n", type=int, default=None,
+                    help="number of samples (default: 1000, or the whole split when smaller)")
     sc.add_argument("--shuffle", action="store_true", help="a seeded random subset instead of the first n")
     sc.add_argument("--attack", default="pgd", choices=["pgd", "fgsm", "none"])
     sc.add_argument("--eps", default="8/255")
@@ -75,7 +76,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     from .score import score
 
-    if args.n < 1:
+    if args.n is not None and args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
     device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -83,6 +84,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     model, meta = load_any(args.checkpoint, arch=args.arch)
     model.to(device)
     data = load_dataset(args.data, args.data_dir, args.split)
+    if args.n is None:
+        args.n = min(1000, len(data))
     if args.n > len(data):
         raise ValueError(f"--n {args.n} is larger than the {args.data} {args.split} split ({len(data)} samples)")
     if args.shuffle:

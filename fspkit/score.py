@@ -155,6 +155,9 @@ def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
     correct = torch.zeros(2, dtype=torch.long, device=device)
     n = 0
     iterable = progress(batches) if progress is not None else batches
+    # Hooks only around the scoring forward (re-entered per batch), so the attack's own forwards
+    # are not scored.
+    cap = capture_cells(net, names, on_pair=acc)
     with _eval_mode(net):
         for x, y in iterable:
             if x.shape[0] != y.shape[0]:
@@ -163,8 +166,7 @@ def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
             if x_adv.shape != x.shape:
                 raise ValueError(f"attack returned shape {tuple(x_adv.shape)} for input {tuple(x.shape)}")
             acc.split = x.shape[0]
-            # Hooks only around the scoring forward, so the attack's own forwards are not scored.
-            with capture_cells(net, names, on_pair=acc):
+            with cap:
                 logits = _forward_pair(net, x, x_adv)
             pred = logits.argmax(1)
             correct[0] += (pred[: x.shape[0]] == y).sum()

@@ -1,0 +1,194 @@
+import json
+import math
+
+import pytest
+import torch
+
+import robnet
+from fspkit import capture_cells, fsp_distance, fsp_matrix, score
+from fspkit.cli import main as fspkit_main
+from robnet import checkpoint
+from robnet.attacks import fgsm, pgd
+
+
+def tiny(seed: int = 0, **kw):
+    torch.manual_seed(seed)
+    return robnet.build_model("robnet_large", C=4, layers=4, **kw)
+
+
+def batches(n_batches: int = 2, bs: int = 6, seed: int = 1, channels: int = 3, hw: int = 16):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.rand(bs, channels, hw, hw, generator=g), torch.randint(0, 10, (bs,), generator=g))
+            for _ in range(n_batches)]
+
+
+def attack(model, x, y):
+    return fgsm(model, x, y, eps=8 / 255)
+
+
+def _warm_bn(model, data):
+    # give BN non-trivial running statistics so eval mode differs from train mode
+    model.train()
+    with torch.no_grad():
+        for x, _ in data:
+            model(x)
+
+
+def test_identity_attack_gives_zero_distance():
+    model = tiny()
+    report = score(model, batches(), lambda m, x, y: x.clone())
+    assert len(report.cells) == 4
+    assert all(c.fsp_mean == 0 and c.fsp_std == 0 for c in report.cells)
+    assert report.clean_acc == report.adv_acc
+
+
+def test_fused_streaming_equals_two_pass():
+    model = tiny()
+    data = batches(3)
+    _warm_bn(model, data)
+    model.eval()
+    report = score(model, data, attack, attack_settings={"name": "fgsm", "eps": 8 / 255})
+    # slow reference: attack, then separate clean and adversarial forwards with stored maps
+    per_cell: dict[str, list[torch.Tensor]] = {}
+    clean_hits = adv_hits = 0
+    for x, y in data:
+        x_adv = attack(model, x, y)
+        with torch.no_grad(), capture_cells(model) as cap_c:
+            clean_logits = model(x)
+        with torch.no_grad(), capture_cells(model) as cap_a:
+            adv_logits = model(x_adv)
+        for (name, fi, fo), (_, ai, ao) in zip(cap_c.features, cap_a.features, strict=True):
+            per_cell.setdefault(name, []).append(
+                fsp_distance(fsp_matrix(fi, fo), fsp_matrix(ai, ao), reduction="none"))
+        clean_hits += int((clean_logits.argmax(1) == y).sum())
+        adv_hits += int((adv_logits.argmax(1) == y).sum())
+    assert [c.name for c in report.cells] == list(per_cell)
+    for cell in report.cells:
+        d = torch.cat(per_cell[cell.name]).double()
+        assert cell.fsp_mean == pytest.approx(float(d.mean()), rel=1e-5)
+        assert cell.fsp_std == pytest.approx(float(d.std(unbiased=False)), rel=1e-4, abs=1e-12)
+        assert cell.fsp_mean > 0
+        assert cell.fsp_mean_normalized == pytest.approx(cell.fsp_mean / (cell.c_in * cell.c_out))
+    assert report.n == 18
+    assert report.clean_acc == clean_hits / 18 and report.adv_acc == adv_hits / 18
+    assert report.attack == {"name": "fgsm", "eps": 8 / 255}
+
+
+def test_cell_metadata_and_depth_order():
+    report = score(tiny(), batches(1), attack)
+    assert [c.name for c in report.cells] == ["cells.0", "cells.1", "cells.2", "cells.3"]
+    assert [c.depth for c in report.cells] == [0, 1, 2, 3]
+    # C=4, L=4: reductions at 1 and 2; input of cell k is s1 (output of cell k-1, stem for cell 0)
+    assert [(c.c_in, c.c_out) for c in report.cells] == [(12, 16), (16, 32), (32, 64), (64, 64)]
+    assert [c.hw for c in report.cells] == [(16, 16), (8, 8), (4, 4), (4, 4)]
+    k = math.ceil(4 / 3)
+    assert report.deep_mean() == pytest.approx(sum(c.fsp_mean for c in report.cells[-k:]) / k)
+
+
+def test_model_scored_in_eval_mode_and_mode_restored():
+    model = tiny()
+    data = batches(1)
+    _warm_bn(model, data)
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = []
+
+    def spy(m, x, y):
+        seen.append(m.training)
+        return pgd(m, x, y, eps=8 / 255, step_size=2 / 255, steps=2, random_start=False)
+
+    score(model, data, spy)
+    assert seen == [False]  # attack ran in eval mode
+    assert model.training and all(m.training for m in model.modules())
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BN running stats untouched
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_cell_selection_and_errors():
+    model = tiny()
+    report = score(model, batches(1), attack, cells="cells.[2-3]")
+    assert [c.name for c in report.cells] == ["cells.2", "cells.3"]
+    with pytest.raises(ValueError, match="cells.9"):
+        score(model, batches(1), attack, cells="cells.9")
+    with pytest.raises(ValueError, match="empty"):
+        score(model, [], attack)
+
+
+def test_works_on_a_baseline():
+    torch.manual_seed(0)
+    model = robnet.build_model("resnet18").eval()
+    report = score(model, batches(1, bs=2, hw=16), attack)
+    assert len(report.cells) == 8
+    assert report.cells[0].name == "layer1.0"
+
+
+# ----------------------------------------------------------------------------- CLI
+@pytest.fixture
+def digits_ckpt(tmp_path):
+    model = tiny(in_channels=1)
+    path = tmp_path / "tiny.pt"
+    checkpoint.save(path, model, arch={"name": "robnet_large", "C": 4, "layers": 4, "in_channels": 1})
+    return path
+
+
+def test_cli_score_digits_end_to_end(digits_ckpt, tmp_path, capsys):
+    out_json, out_csv = tmp_path / "r.json", tmp_path / "r.csv"
+    rc = fspkit_main(["score", str(digits_ckpt), "--data", "digits", "--n", "40", "--batch-size", "16",
+                      "--steps", "3", "--eps", "8/255", "--json", str(out_json), "--csv", str(out_csv), "--quiet"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "cells.3" in text and "clean acc" in text
+    report = json.loads(out_json.read_text())
+    assert report["n"] == 40
+    assert report["attack"]["name"] == "pgd" and report["attack"]["steps"] == 3
+    assert report["attack"]["eps"] == pytest.approx(8 / 255)
+    assert [c["name"] for c in report["cells"]] == [f"cells.{i}" for i in range(4)]
+    assert set(report["cells"][0]) >= {"name", "depth", "c_in", "c_out", "hw", "fsp_mean", "fsp_std"}
+    assert 0 <= report["adv_acc"] <= 1 and 0 <= report["clean_acc"] <= 1
+    rows = out_csv.read_text().splitlines()
+    assert rows[0].startswith("name,depth,c_in,c_out,hw,fsp_mean,fsp_std") and len(rows) == 5
+    # deterministic: the same command gives the same numbers
+    fspkit_main(["score", str(digits_ckpt), "--data", "digits", "--n", "40", "--batch-size", "16",
+                 "--steps", "3", "--json", str(tmp_path / "r2.json"), "--quiet"])
+    again = json.loads((tmp_path / "r2.json").read_text())
+    assert again["cells"] == report["cells"]
+
+
+def test_cli_attack_none_and_shuffle(digits_ckpt, tmp_path):
+    out = tmp_path / "n.json"
+    assert fspkit_main(["score", str(digits_ckpt), "--data", "digits", "--n", "20", "--attack", "none",
+                        "--shuffle", "--seed", "3", "--json", str(out), "--quiet", "--cells", "cells.[01]"]) == 0
+    report = json.loads(out.read_text())
+    assert [c["fsp_mean"] for c in report["cells"]] == [0.0, 0.0]
+    assert report["clean_acc"] == report["adv_acc"]
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["score", "{missing}", "--data", "digits"], "checkpoint not found"),
+        (["score", "{ckpt}", "--data", "digits", "--n", "100000"], "larger than the digits test split"),
+        (["score", "{ckpt}", "--data", "digits", "--cells", "cell.1"], "cells.1"),
+        (["score", "{ckpt}", "--data", "cifar10", "--data-dir", "{tmp}"], "CIFAR-10 not found"),
+        (["score", "{ckpt}", "--data", "digits", "--eps", "eight"], "eight"),
+        (["score", "{ckpt}", "--data", "digits", "--n", "0"], "--n must be >= 1"),
+    ],
+)
+def test_cli_errors_one_line_exit_1(args, match, digits_ckpt, tmp_path, capsys):
+    fill = {"missing": str(tmp_path / "nope.pt"), "ckpt": str(digits_ckpt), "tmp": str(tmp_path)}
+    rc = fspkit_main([a.format(**fill) for a in args] + ["--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1
+    assert len(err.splitlines()) == 1 and err.startswith("fspkit score: error:")
+    assert match in err
+
+
+def test_cli_wrong_architecture(tmp_path, capsys):
+    path = tmp_path / "official.pt"
+    torch.save({"state_dict": tiny().state_dict()}, path)
+    rc = fspkit_main(["score", str(path), "--data", "digits", "--arch", "robnet_free", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "does not match" in err
+    rc = fspkit_main(["score", str(path), "--data", "digits", "--quiet"])
+    assert rc == 1 and "--arch" in capsys.readouterr().err
