@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _machine import describe  # noqa: E402
+from _machine import describe
 
-from fspkit import capture_cells, score  # noqa: E402
-from robnet import build_model  # noqa: E402
-from robnet.attacks import pgd  # noqa: E402
+from fspkit import capture_cells, score
+from robnet import build_model
+from robnet.attacks import pgd
 
 
 def naive_fsp(model: torch.nn.Module, x: torch.Tensor, x_adv: torch.Tensor) -> list[float]:

@@ -33,11 +33,11 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _machine import describe  # noqa: E402
+from _machine import describe
 
-from robnet import build_model  # noqa: E402
-from robnet.data import ArrayDataset, Augment, DeviceLoader  # noqa: E402
-from robnet.train import TrainConfig, adversarial_step, param_groups  # noqa: E402
+from robnet import build_model
+from robnet.data import ArrayDataset, Augment, DeviceLoader
+from robnet.train import TrainConfig, adversarial_step, param_groups
 
 EPS, STEP, STEPS = 8 / 255, 2 / 255, 7
 

@@ -72,7 +72,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from robnet.checkpoint import load_any
-    from robnet.data import DeviceLoader, load_dataset
+    from robnet.data import DeviceLoader, load_memory_dataset
 
     from .score import score
 
@@ -81,9 +81,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: CUDA is not available on this machine")
-    model, meta = load_any(args.checkpoint, arch=args.arch)
+    model, _meta = load_any(args.checkpoint, arch=args.arch)
     model.to(device)
-    data = load_dataset(args.data, args.data_dir, args.split)
+    data = load_memory_dataset(args.data, args.data_dir, args.split)
     if args.n is None:
         args.n = min(1000, len(data))
     if args.n > len(data):
@@ -148,3 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

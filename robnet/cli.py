@@ -12,7 +12,10 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from robnet.data import ArrayDataset
 
 log = logging.getLogger("robnet")
 
@@ -62,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--attack-bn", choices=["train", "eval"], default="train",
                     help="BatchNorm mode while the attack runs (official: train)")
     tr.add_argument("--cutout", type=int, default=None, help="Cutout size (default 16 for robnet_large, else 0)")
+    tr.add_argument("--crop-padding", type=int, default=None, help="random-crop padding (default 4; 1 for digits)")
+    tr.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                    help="random horizontal flips (default on; off for digits and svhn: a flipped digit is "
+                    "another symbol)")
     tr.add_argument("--val-size", type=float, default=0.1, help="held-out fraction or count for model selection")
     tr.add_argument("--val-attack-steps", type=int, default=20)
     tr.add_argument("--subset", type=int, default=None, help="train on the first N images (smoke runs)")
@@ -116,14 +123,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     import robnet
     from robnet.attacks import parse_attack
-    from robnet.data import load_dataset, train_val_split
+    from robnet.data import load_memory_dataset, train_val_split
     from robnet.evaluate import evaluate
     from robnet.genotype import sample
     from robnet.train import TrainConfig, train
 
     torch.manual_seed(args.seed)
-    data = load_dataset("digits", split="train")
-    test = load_dataset("digits", split="test")
+    data = load_memory_dataset("digits", split="train")
+    test = load_memory_dataset("digits", split="test")
     train_part, val_part = train_val_split(data, val_size=0.15, seed=args.seed)
     genotype = sample(args.seed, budget=7)
     model = robnet.build_robnet(genotype, C=8, layers=3, in_channels=1, num_classes=len(data.classes))
@@ -158,10 +165,10 @@ def _load_model(path: str, arch: str | None) -> tuple[Any, dict[str, Any]]:
     return load_any(path, arch=arch)
 
 
-def _dataset(args: argparse.Namespace, split: str) -> Any:
-    from robnet.data import load_dataset
+def _dataset(args: argparse.Namespace, split: str) -> ArrayDataset:
+    from robnet.data import load_memory_dataset
 
-    return load_dataset(args.data, args.data_dir, split, download=args.download)
+    return load_memory_dataset(args.data, args.data_dir, split, download=args.download)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -186,9 +193,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     arch: dict[str, Any] = {"name": args.model, "num_classes": len(data.classes), **overrides}
     model = robnet.build_model(args.model, num_classes=len(data.classes), **overrides)
     cutout = args.cutout if args.cutout is not None else (16 if args.model == "robnet_large" else 0)
+    crop_padding = args.crop_padding if args.crop_padding is not None else (1 if args.data == "digits" else 4)
+    flip = args.flip if args.flip is not None else args.data not in ("digits", "svhn")
     config = TrainConfig(epochs=args.epochs, warmup_epochs=args.warmup_epochs, batch_size=args.batch_size,
                          lr=args.lr, eps=parse_fraction(args.eps), step_size=parse_fraction(args.step_size),
-                         attack_steps=args.attack_steps, attack_bn=args.attack_bn, cutout=cutout, seed=args.seed,
+                         attack_steps=args.attack_steps, attack_bn=args.attack_bn, cutout=cutout,
+                         crop_padding=crop_padding, flip=flip, seed=args.seed,
                          val_attack_steps=args.val_attack_steps, val_size=args.val_size, amp=args.amp,
                          channels_last=args.channels_last, compile=args.compile)
     meta = {"dataset": args.data, "argv": sys.argv[1:], "world_size": world}
@@ -211,7 +221,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     rank, world, device = setup_distributed(args.device)
     torch.manual_seed(args.seed)
-    model, meta = _load_model(args.checkpoint, args.arch)
+    model, _meta = _load_model(args.checkpoint, args.arch)
     model.to(device)
     source = None
     if args.transfer_from:
@@ -264,3 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.error(f"unknown command {args.command}")
     return 2
 
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -839,6 +839,19 @@ class DeviceLoader:
             yield x, self._labels[batch_idx]
 
 
+
+def load_memory_dataset(name: str, root: str | os.PathLike[str] | None = None, split: str = "train", *,
+                        download: bool = False) -> ArrayDataset:
+    """:func:`load_dataset` for the in-memory sets (cifar10, cifar100, svhn, digits) that the
+    GPU-resident training/evaluation paths need; a clear error for the streamed folder sets."""
+    ds = load_dataset(name, root, split, download=download)
+    if not isinstance(ds, ArrayDataset):
+        raise ValueError(f"{name} is a streamed folder dataset; the robnet train/eval and fspkit score commands "
+                         "run on in-memory sets (cifar10, cifar100, svhn, digits). Hint: in Python, iterate "
+                         "robnet.data.make_loader(load_dataset(...)) and pass the batches to fspkit.score / an "
+                         "attack directly")
+    return ds
+
 # --------------------------------------------------------------------------------------------
 # Folder datasets (streamed)
 

@@ -328,7 +328,7 @@ def train(model: nn.Module, train_data: ArrayDataset, *, config: TrainConfig, ou
 
     model.to(dev)
     if channels_last:
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.SGD(param_groups(model, config.weight_decay), lr=config.lr_at(0),
                                 momentum=config.momentum)
     result = TrainResult(last_checkpoint=last_path)

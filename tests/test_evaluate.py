@@ -136,7 +136,7 @@ def test_robnet_train_cli_and_resume(tmp_path, capsys):
             "--val-attack-steps", "1", "--eps", "0.1", "--step-size", "0.05", "--out", str(tmp_path / "run"),
             "--quiet"]
     assert robnet_main([*args, "--epochs", "2"]) == 0
-    model, meta = checkpoint.load(tmp_path / "run" / "last.pt")
+    _, meta = checkpoint.load(tmp_path / "run" / "last.pt")
     assert meta["epoch"] == 1 and meta["dataset"] == "digits"
     assert meta["train_config"]["cutout"] == 16  # robnet_large uses Cutout 16 by default
     assert robnet_main([*args, "--epochs", "2", "--resume"]) == 0  # nothing left to do

@@ -119,11 +119,11 @@ def test_zoo_registry_and_errors():
         "robnet_large", "robnet_large_v2", "robnet_free", "robnet_large_imagenet",
         "resnet18", "resnet50", "wrn28_10", "densenet121",
     ]
-    with pytest.raises(ValueError, match="never published.*--budget 7"):
+    with pytest.raises(ValueError, match=r"never published.*--budget 7"):
         robnet.build_model("robnet_small")
     with pytest.raises(ValueError, match="never published"):
         robnet.build_model("robnet_medium")
-    with pytest.raises(ValueError, match="unknown model 'robnet_lage'. Did you mean robnet_large"):
+    with pytest.raises(ValueError, match=r"unknown model 'robnet_lage'\. Did you mean robnet_large"):
         robnet.build_model("robnet_lage")
 
 

@@ -109,7 +109,7 @@ def test_cell_selection_and_errors():
     model = tiny()
     report = score(model, batches(1), attack, cells="cells.[2-3]")
     assert [c.name for c in report.cells] == ["cells.2", "cells.3"]
-    with pytest.raises(ValueError, match="cells.9"):
+    with pytest.raises(ValueError, match=r"cells\.9"):
         score(model, batches(1), attack, cells="cells.9")
     with pytest.raises(ValueError, match="empty"):
         score(model, [], attack)

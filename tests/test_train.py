@@ -13,7 +13,7 @@ from robnet.data import load_dataset
 from robnet.train import TrainConfig, param_groups, train
 
 sys.path.insert(0, str(Path(__file__).parent))
-import _ddp_worker as W  # noqa: E402
+import _ddp_worker as W
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -76,7 +76,7 @@ def test_resume_is_bit_for_bit(tmp_path):
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     assert {"train_loss", "train_adv_acc", "val_clean_acc", "val_adv_acc", "lr"} <= set(rows[0])
     # the checkpoints load as ordinary robnet checkpoints with the config recorded
-    model, meta = checkpoint.load(tmp_path / "b" / "last.pt")
+    _, meta = checkpoint.load(tmp_path / "b" / "last.pt")
     assert meta["train_config"]["attack_bn"] == "train" and meta["epoch"] == 2
     assert (tmp_path / "b" / "best.pt").exists()
     # nothing left behind by the atomic writes
@@ -95,7 +95,7 @@ def test_attack_bn_mode_is_respected(tmp_path):
     a, _ = _tiny_run(tmp_path / "t", max_epochs=1, attack_bn="train")
     b, _ = _tiny_run(tmp_path / "e", max_epochs=1, attack_bn="eval")
     # train-mode attacks update the BN running statistics during the attack, eval-mode ones don't
-    ka = [k for k in a.state_dict() if k.endswith("running_mean")][0]
+    ka = next(k for k in a.state_dict() if k.endswith("running_mean"))
     assert not torch.equal(a.state_dict()[ka], b.state_dict()[ka])
 
 
