@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                     help="NHWC memory format (default on)")
     tr.add_argument("--compile", action="store_true", help="torch.compile the model")
+    tr.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard")
     _add_common(tr)
 
     ev = sub.add_parser("eval", help="clean / FGSM / PGD / DeepFool / MI-FGSM accuracy of a checkpoint")
@@ -203,7 +204,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          channels_last=args.channels_last, compile=args.compile)
     meta = {"dataset": args.data, "argv": sys.argv[1:], "world_size": world}
     result = train(model, train_part, config=config, out_dir=args.out, arch=arch, val_data=val_part, device=device,
-                   resume=args.resume, progress=not args.quiet, meta=meta)
+                   resume=args.resume, progress=not args.quiet, meta=meta, tensorboard=args.tensorboard)
     if rank == 0:
         last = result.history[-1]
         print(f"done: {len(result.history)} epochs, last train-adv acc {last.train_adv_acc:.4f}, "

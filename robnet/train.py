@@ -292,10 +292,19 @@ def _write_csv(path: Path, stats: EpochStats) -> None:
         writer.writerow(asdict(stats))
 
 
+def _tensorboard_writer(log_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        raise ValueError("TensorBoard logging needs the tensorboard package: pip install tensorboard "
+                         f"(or drop --tensorboard; log.csv is always written) [{err}]") from err
+    return SummaryWriter(log_dir=str(log_dir))
+
+
 def train(model: nn.Module, train_data: ArrayDataset, *, config: TrainConfig, out_dir: str | os.PathLike[str],
           arch: str | dict[str, Any], val_data: ArrayDataset | None = None, device: torch.device | str | None = None,
           resume: bool = False, progress: bool = True, meta: dict[str, Any] | None = None,
-          max_epochs: int | None = None) -> TrainResult:
+          max_epochs: int | None = None, tensorboard: bool = False) -> TrainResult:
     """Adversarially train ``model`` with PGD; checkpoints to ``out_dir`` after every epoch.
 
     Args:
@@ -313,6 +322,8 @@ def train(model: nn.Module, train_data: ArrayDataset, *, config: TrainConfig, ou
         meta: extra plain data recorded in checkpoints (dataset name, command line, ...).
         max_epochs: stop after this many epochs of this call (for tests and time-boxed runs);
             the schedule still follows ``config.epochs``.
+        tensorboard: also log the epoch statistics to ``out_dir/tensorboard`` (needs the
+            ``tensorboard`` package).
     """
     from tqdm.auto import tqdm
 
@@ -331,6 +342,7 @@ def train(model: nn.Module, train_data: ArrayDataset, *, config: TrainConfig, ou
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.SGD(param_groups(model, config.weight_decay), lr=config.lr_at(0),
                                 momentum=config.momentum)
+    writer = _tensorboard_writer(out / "tensorboard") if tensorboard and rank == 0 else None
     result = TrainResult(last_checkpoint=last_path)
     start_epoch = 0
     best = -1.0
@@ -411,6 +423,11 @@ def train(model: nn.Module, train_data: ArrayDataset, *, config: TrainConfig, ou
             log.info("epoch %d lr %.4f loss %.4f train-adv %.4f val-clean %s val-pgd %s (%.1f img/s)", epoch, lr,
                      stats.train_loss, stats.train_adv_acc, val_clean, val_adv, stats.images_per_s)
             _write_csv(csv_path, stats)
+            if writer is not None:
+                for key, value in asdict(stats).items():
+                    if key != "epoch" and value is not None:
+                        writer.add_scalar(key, value, epoch)
+                writer.flush()
             record = {**(meta or {}), "train_config": asdict(config), "epoch": epoch, "val_adv_acc": val_adv,
                       "val_clean_acc": val_clean}
             extra = {"optimizer": optimizer.state_dict(), "rng": _rng_state(), "epoch": epoch,
@@ -420,6 +437,8 @@ def train(model: nn.Module, train_data: ArrayDataset, *, config: TrainConfig, ou
                 ckpt.save(best_path, raw, arch=arch, meta=record)
         if world > 1:
             torch.distributed.barrier()
+    if writer is not None:
+        writer.close()
     if best >= 0:
         result.best_val_adv_acc = best
         result.best_epoch = max((h for h in result.history if h.val_adv_acc is not None),

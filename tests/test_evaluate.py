@@ -135,7 +135,8 @@ def test_robnet_train_cli_and_resume(tmp_path, capsys):
             "--batch-size", "32", "--warmup-epochs", "0", "--attack-steps", "1", "--val-size", "32",
             "--val-attack-steps", "1", "--eps", "0.1", "--step-size", "0.05", "--out", str(tmp_path / "run"),
             "--quiet"]
-    assert robnet_main([*args, "--epochs", "2"]) == 0
+    assert robnet_main([*args, "--epochs", "2", "--tensorboard"]) == 0
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     _, meta = checkpoint.load(tmp_path / "run" / "last.pt")
     assert meta["epoch"] == 1 and meta["dataset"] == "digits"
     assert meta["train_config"]["cutout"] == 16  # robnet_large uses Cutout 16 by default

@@ -192,3 +192,25 @@ def test_cli_wrong_architecture(tmp_path, capsys):
     assert rc == 1 and "does not match" in err
     rc = fspkit_main(["score", str(path), "--data", "digits", "--quiet"])
     assert rc == 1 and "--arch" in capsys.readouterr().err
+
+
+@pytest.mark.realdata
+def test_score_small_checkpoint_on_real_cifar10(tmp_path):
+    from pathlib import Path
+
+    real = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not (real / "cifar-10-batches-py").is_dir():
+        pytest.skip(f"real CIFAR-10 not found at {real / 'cifar-10-batches-py'}")
+    torch.manual_seed(0)
+    model = robnet.build_model("robnet_large", C=4, layers=4)
+    path = tmp_path / "small.pt"
+    checkpoint.save(path, model, arch={"name": "robnet_large", "C": 4, "layers": 4})
+    out = tmp_path / "cifar.json"
+    rc = fspkit_main(["score", str(path), "--data", "cifar10", "--data-dir", str(real), "--n", "256",
+                      "--batch-size", "128", "--steps", "5", "--json", str(out), "--quiet"])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert report["n"] == 256 and report["dataset"] == "cifar10" and report["split"] == "test"
+    assert [c["hw"] for c in report["cells"]] == [[32, 32], [16, 16], [8, 8], [8, 8]]
+    assert all(c["fsp_mean"] > 0 and math.isfinite(c["fsp_mean"]) for c in report["cells"])
+    assert report["adv_acc"] <= report["clean_acc"]
