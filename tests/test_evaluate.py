@@ -148,3 +148,14 @@ def test_robnet_models_lists_the_zoo(capsys):
     assert robnet_main(["models"]) == 0
     out = capsys.readouterr().out
     assert "robnet_large" in out and "6,842,710" in out and "36,479,194" in out
+
+
+def test_consistency_warning_only_beyond_the_margin():
+    from robnet.evaluate import AttackResult, _consistency_warnings
+
+    def res(name, correct):
+        return AttackResult(name=name, config={}, correct=correct, n=1000, seconds=0.0)
+
+    assert _consistency_warnings([res("fgsm", 500), res("pgd20", 505), res("pgd100", 503)]) == []
+    warns = _consistency_warnings([res("fgsm", 500), res("pgd20", 530)])
+    assert len(warns) == 1 and "pgd20 accuracy (0.5300) is more than 1% above fgsm (0.5000)" in warns[0]
