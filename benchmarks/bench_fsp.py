@@ -5,8 +5,8 @@
 2. Streaming vs naive on a fixed adversarial batch (the attack is precomputed, so only the scoring
    is compared): the naive way stores every cell's input and output for the clean and the
    adversarial batch, then loops over cells and samples computing each G with a matmul. Time
-   ratio and peak-memory ratio, each measured in a fresh process (CPU: peak RSS growth from
-   ``getrusage``; CUDA: ``max_memory_allocated`` growth).
+   ratio and peak-memory ratio, each measured in a fresh process (CPU: growth of the peak RSS,
+   VmHWM, after resetting it; CUDA: ``max_memory_allocated`` growth).
 
 Usage::
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -58,8 +57,22 @@ def naive_fsp(model: torch.nn.Module, x: torch.Tensor, x_adv: torch.Tensor) -> l
     return out
 
 
-def _rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # ru_maxrss is KiB on Linux
+def _status_gib(field: str) -> float:
+    """VmRSS / VmHWM of this process from /proc (getrusage's ru_maxrss would include the parent's
+    RSS at fork time, which survives exec on Linux and hides the child's own peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 2**20  # kB
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak_rss() -> float:
+    """Reset VmHWM to the current RSS (Linux >= 4.0) and return the baseline to measure from."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return _status_gib("VmRSS")
+    except OSError:
+        return _status_gib("VmHWM")  # cannot reset: measure growth above the old peak
 
 
 def worker(args: argparse.Namespace) -> int:
@@ -80,7 +93,7 @@ def worker(args: argparse.Namespace) -> int:
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
     else:
-        base_rss = _rss_gib()
+        base_rss = _reset_peak_rss()
     t0 = time.perf_counter()
     if args.worker == "ours":
         report = score(model, [(x, y)], lambda m, xx, yy: x_adv)
@@ -93,7 +106,7 @@ def worker(args: argparse.Namespace) -> int:
     if device.type == "cuda":
         peak = (torch.cuda.max_memory_allocated(device) - base) / 2**30
     else:
-        peak = _rss_gib() - base_rss
+        peak = _status_gib("VmHWM") - base_rss
     print(json.dumps({"seconds": seconds, "peak_gib": peak, "values": values}))
     return 0
 

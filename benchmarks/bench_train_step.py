@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")  # CPU: n/a
         return time.perf_counter() - t0, peak
 
     params = sum(q.numel() for q in base.parameters())

@@ -100,7 +100,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
 
     def bar(it: Any) -> Any:
-        return tqdm(it, desc="fspkit score", unit="batch", total=len(loader), disable=args.quiet)
+        return tqdm(it, desc="fspkit score", unit="batch", total=len(loader),
+                    disable=True if args.quiet else None)  # None: off when stderr is not a TTY
 
     report = score(model, loader, attack, cells=cells, attack_settings=settings, seed=args.seed, progress=bar)
     report.extra.update({"checkpoint": args.checkpoint, "dataset": args.data, "split": args.split,

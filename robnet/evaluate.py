@@ -202,7 +202,8 @@ def evaluate(model: nn.Module, data: ArrayDataset, attacks: Sequence[tuple[str, 
         stack.enter_context(eval_mode(model))
         if source is not None:
             stack.enter_context(eval_mode(source))
-        bar = tqdm(loader, desc="eval", unit="batch", leave=False, disable=not progress or rank != 0)
+        # disable=None: tqdm turns itself off when stderr is not a terminal
+        bar = tqdm(loader, desc="eval", unit="batch", leave=False, disable=True if not progress or rank else None)
         for i, (x, y) in enumerate(bar):
             if i == 0 and masking_checks and source is None and rank == 0:
                 k = min(len(x), 128)

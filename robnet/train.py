@@ -389,7 +389,7 @@ def train(model: nn.Module, train_data: ArrayDataset, *, config: TrainConfig, ou
         correct = torch.zeros((), dtype=torch.long, device=dev)
         seen = 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
-                   disable=not progress or rank != 0)
+                   disable=True if not progress or rank else None)  # None: off without a TTY
         for step, (x, y) in enumerate(bar):
             noise = None
             if config.random_start and config.eps > 0:
