@@ -487,7 +487,7 @@ def _read_weights_only(path: Path, map_location: MapLocation) -> _Read:
         if not _REFUSAL.search(reason):
             return _Read(error=_corrupt(path, e))
         try:
-            names = tuple(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+            names = tuple(sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path)))  # a set: sort
         except Exception:  # only zip files can be scanned; fall back to the message
             names = ()
         if not names:
