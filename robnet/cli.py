@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="NHWC memory format (default on)")
     tr.add_argument("--compile", action="store_true", help="torch.compile the model")
     tr.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard")
+    tr.add_argument("--sync-bn", action="store_true", help="DDP: BatchNorm over the global batch (CUDA only)")
     _add_common(tr)
 
     ev = sub.add_parser("eval", help="clean / FGSM / PGD / DeepFool / MI-FGSM accuracy of a checkpoint")
@@ -201,7 +202,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          attack_steps=args.attack_steps, attack_bn=args.attack_bn, cutout=cutout,
                          crop_padding=crop_padding, flip=flip, seed=args.seed,
                          val_attack_steps=args.val_attack_steps, val_size=args.val_size, amp=args.amp,
-                         channels_last=args.channels_last, compile=args.compile)
+                         channels_last=args.channels_last, compile=args.compile, sync_bn=args.sync_bn)
     meta = {"dataset": args.data, "argv": sys.argv[1:], "world_size": world}
     result = train(model, train_part, config=config, out_dir=args.out, arch=arch, val_data=val_part, device=device,
                    resume=args.resume, progress=not args.quiet, meta=meta, tensorboard=args.tensorboard)

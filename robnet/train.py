@@ -65,6 +65,8 @@ class TrainConfig:
         channels_last: NHWC memory format (default on: faster on CUDA, and 15-30% faster for RobNet
             fwd+bwd on the CPU measured in benchmarks/results/bench_train_step.md).
         compile: wrap the model in ``torch.compile``.
+        sync_bn: under DDP, BatchNorm statistics over the global batch (``nn.SyncBatchNorm``,
+            CUDA only); off: per-rank statistics, as in the official code.
     """
 
     epochs: int = 170
@@ -89,6 +91,7 @@ class TrainConfig:
     amp: bool | None = None
     channels_last: bool = True
     compile: bool = False
+    sync_bn: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -337,6 +340,11 @@ def train(model: nn.Module, train_data: ArrayDataset, *, config: TrainConfig, ou
     out.mkdir(parents=True, exist_ok=True)
     last_path, best_path, csv_path = out / "last.pt", out / "best.pt", out / "log.csv"
 
+    if config.sync_bn and world > 1:
+        if dev.type != "cuda":
+            raise ValueError("sync_bn needs CUDA: torch's SyncBatchNorm does not run on the CPU (gloo); "
+                             "drop --sync-bn to keep per-rank BatchNorm statistics")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(dev)
     if channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

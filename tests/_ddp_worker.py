@@ -68,8 +68,16 @@ def train_worker(rank: int, world: int, port: int, out_dir: str) -> None:
         test = load_dataset("digits", split="test").subset(range(101))
         report = evaluate(model, test, [("clean", parse_attack("clean")), ("fgsm", parse_attack("fgsm:eps=0.1"))],
                           batch_size=16, masking_checks=False, progress=False)
+        from dataclasses import replace
+
+        sync_bn_error = ""
+        try:  # SyncBatchNorm has no CPU implementation: the option must refuse clearly
+            train(make_model(), data(), config=replace(config(), sync_bn=True), out_dir=f"{out_dir}/sbn",
+                  arch={"name": "tiny_cnn", "in_channels": 1}, device="cpu", progress=False)
+        except ValueError as err:
+            sync_bn_error = str(err)
         if rank == 0:
-            torch.save({"state_dict": model.state_dict(), "eval": [(r.correct, r.n) for r in report.results]},
-                       f"{out_dir}/rank0.pt")
+            torch.save({"state_dict": model.state_dict(), "eval": [(r.correct, r.n) for r in report.results],
+                        "sync_bn_error": sync_bn_error}, f"{out_dir}/rank0.pt")
     finally:
         dist.destroy_process_group()

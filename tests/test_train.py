@@ -125,6 +125,7 @@ def test_two_process_gloo_matches_one_process(tmp_path):
     one = evaluate(model, test, [("clean", parse_attack("clean")), ("fgsm", parse_attack("fgsm:eps=0.1"))],
                    batch_size=16, masking_checks=False, progress=False)
     assert [n for _, n in ddp["eval"]] == [101, 101]
+    assert "sync_bn needs CUDA" in ddp["sync_bn_error"]
     assert [c for c, _ in ddp["eval"]] == [r.correct for r in one.results]
 
 
