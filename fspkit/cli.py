@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--cells", action="append", default=None,
                     help="glob of module names to score, e.g. 'cells.1[0-9]' (repeatable; default: every cell)")
     sc.add_argument("--batch-size", type=int, default=128)
+    sc.add_argument("--workers", type=int, default=4, help="image-decoding workers for folder datasets")
     sc.add_argument("--device", default=None)
     sc.add_argument("--seed", type=int, default=0)
     sc.add_argument("--json", default=None, help="write the report as JSON")
@@ -72,7 +73,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from robnet.checkpoint import load_any
-    from robnet.data import DeviceLoader, load_memory_dataset
+    from robnet.data import ArrayDataset, load_dataset
+    from robnet.evaluate import eval_batches
 
     from .score import score
 
@@ -83,7 +85,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise ValueError(f"--device {args.device}: CUDA is not available on this machine")
     model, _meta = load_any(args.checkpoint, arch=args.arch)
     model.to(device)
-    data = load_memory_dataset(args.data, args.data_dir, args.split)
+    data: Any = load_dataset(args.data, args.data_dir, args.split)
     if args.n is None:
         args.n = min(1000, len(data))
     if args.n > len(data):
@@ -92,15 +94,16 @@ def cmd_score(args: argparse.Namespace) -> int:
         idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))[: args.n]
     else:
         idx = torch.arange(args.n)
-    data = data.subset(idx)
+    data = data.subset(idx) if isinstance(data, ArrayDataset) else torch.utils.data.Subset(data, idx.tolist())
     _check_channels(model, data, args)
-    loader = DeviceLoader(data, batch_size=args.batch_size, device=device, shuffle=False)
+    # in-memory sets stay on the device; folder sets (tinyimagenet, imagenet) stream
+    loader, n_batches = eval_batches(data, batch_size=args.batch_size, device=device, num_workers=args.workers)
     attack, settings = _attack(args, device)
     cells: Any = args.cells
     torch.manual_seed(args.seed)
 
     def bar(it: Any) -> Any:
-        return tqdm(it, desc="fspkit score", unit="batch", total=len(loader),
+        return tqdm(it, desc="fspkit score", unit="batch", total=n_batches,
                     disable=True if args.quiet else None)  # None: off when stderr is not a TTY
 
     report = score(model, loader, attack, cells=cells, attack_settings=settings, seed=args.seed, progress=bar)
@@ -125,7 +128,7 @@ def _check_channels(model: Any, data: Any, args: argparse.Namespace) -> None:
     from torch import nn
 
     first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    channels = data.images.shape[1]
+    channels = data.images.shape[1] if hasattr(data, "images") else data[0][0].shape[0]
     if first is not None and first.in_channels != channels:
         raise ValueError(f"{args.checkpoint} expects {first.in_channels}-channel images but {args.data} has "
                          f"{channels}: wrong --data for this checkpoint?")

@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=256)
     ev.add_argument("--json", default=None, help="write the results here")
     ev.add_argument("--no-masking-checks", action="store_true")
+    ev.add_argument("--workers", type=int, default=4, help="image-decoding workers for folder datasets")
     _add_common(ev)
     return parser
 
@@ -231,14 +232,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         source.to(device)
     names = [a.strip() for a in args.attacks.split(",") if a.strip()]
     attacks = [(name, parse_attack(name)) for name in names]
-    data = _dataset(args, args.split)
+    from robnet.data import ArrayDataset, load_dataset
+
+    data: Any = load_dataset(args.data, args.data_dir, args.split, download=args.download)
     if args.subset is not None:
         if args.subset > len(data):
             raise ValueError(f"--subset {args.subset} is larger than the {args.split} split ({len(data)} samples)")
-        data = data.subset(range(args.subset))
+        data = (data.subset(range(args.subset)) if isinstance(data, ArrayDataset)
+                else torch.utils.data.Subset(data, range(args.subset)))
     report = evaluate(model, data, attacks, batch_size=args.batch_size, device=device, seed=args.seed, source=source,
                       transfer_from=args.transfer_from, masking_checks=not args.no_masking_checks,
-                      progress=not args.quiet)
+                      progress=not args.quiet, num_workers=args.workers)
     report.extra.update({"checkpoint": args.checkpoint, "dataset": args.data, "split": args.split,
                          "world_size": world})
     if rank == 0:

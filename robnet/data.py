@@ -846,10 +846,10 @@ def load_memory_dataset(name: str, root: str | os.PathLike[str] | None = None, s
     GPU-resident training/evaluation paths need; a clear error for the streamed folder sets."""
     ds = load_dataset(name, root, split, download=download)
     if not isinstance(ds, ArrayDataset):
-        raise ValueError(f"{name} is a streamed folder dataset; the robnet train/eval and fspkit score commands "
-                         "run on in-memory sets (cifar10, cifar100, svhn, digits). Hint: in Python, iterate "
-                         "robnet.data.make_loader(load_dataset(...)) and pass the batches to fspkit.score / an "
-                         "attack directly")
+        raise ValueError(f"{name} is a streamed folder dataset; training runs on in-memory sets (cifar10, "
+                         "cifar100, svhn, digits) with the data resident on the device. Hint: robnet eval and "
+                         "fspkit score do stream folder sets; for training, iterate "
+                         "robnet.data.make_loader(load_dataset(...)) in your own loop")
     return ds
 
 # --------------------------------------------------------------------------------------------

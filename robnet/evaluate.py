@@ -13,7 +13,7 @@ import logging
 import math
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attacks import AttackConfig, fgsm, make_attack, pgd
-from .data import ArrayDataset, DeviceLoader
+from .data import ArrayDataset, DeviceLoader, make_loader
 from .modes import eval_mode
 
 log = logging.getLogger(__name__)
@@ -162,15 +162,37 @@ def _consistency_warnings(results: Sequence[AttackResult]) -> list[str]:
     return out
 
 
-def evaluate(model: nn.Module, data: ArrayDataset, attacks: Sequence[tuple[str, AttackConfig]], *,
-             batch_size: int = 256, device: torch.device | str | None = None, seed: int = 0,
-             source: nn.Module | None = None, transfer_from: str | None = None, amp: bool | None = None,
-             masking_checks: bool = True, progress: bool = True) -> EvalReport:
+def eval_batches(data: ArrayDataset | torch.utils.data.Dataset[Any], *, batch_size: int, device: torch.device,
+                 num_workers: int = 4) -> tuple[Iterable[tuple[torch.Tensor, torch.Tensor]], int]:
+    """Batches of ``data`` on ``device`` in dataset order, each sample exactly once, and their count.
+
+    In-memory sets go through :class:`DeviceLoader` (sharded over DDP ranks without padding);
+    streamed folder sets (Tiny-ImageNet, ImageNet-val) through a DataLoader, in one process.
+    """
+    rank, world = _dist()
+    if isinstance(data, ArrayDataset):
+        loader = DeviceLoader(data, batch_size=batch_size, device=device, shuffle=False, rank=rank,
+                              world_size=world)
+        return loader, len(loader)
+    if world > 1:
+        raise ValueError("streamed folder datasets are evaluated in one process; run without torchrun")
+    dl = make_loader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers, seed=0,
+                     pin_memory=device.type == "cuda")
+    moved = ((x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in dl)
+    return moved, len(dl)
+
+
+def evaluate(model: nn.Module, data: ArrayDataset | torch.utils.data.Dataset[Any],
+             attacks: Sequence[tuple[str, AttackConfig]], *, batch_size: int = 256,
+             device: torch.device | str | None = None, seed: int = 0, source: nn.Module | None = None,
+             transfer_from: str | None = None, amp: bool | None = None, masking_checks: bool = True,
+             progress: bool = True, num_workers: int = 4) -> EvalReport:
     """Accuracy of ``model`` under each attack, on every sample of ``data`` exactly once.
 
     Args:
         model: the classifier (scored in eval mode; its mode is restored afterwards).
-        data: the evaluation split.
+        data: the evaluation split: an in-memory :class:`ArrayDataset` (any number of DDP
+            processes) or a streamed folder dataset (one process; ``num_workers`` decode it).
         attacks: (name, config) pairs, e.g. from :func:`robnet.attacks.parse_attack`; a config named
             "none" measures clean accuracy.
         batch_size: per-process batch.
@@ -187,7 +209,7 @@ def evaluate(model: nn.Module, data: ArrayDataset, attacks: Sequence[tuple[str, 
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     use_amp = amp if amp is not None else dev.type == "cuda"
     rank, world = _dist()
-    loader = DeviceLoader(data, batch_size=batch_size, device=dev, shuffle=False, rank=rank, world_size=world)
+    loader, n_batches = eval_batches(data, batch_size=batch_size, device=dev, num_workers=num_workers)
     attacker = source if source is not None else model
     gen = torch.Generator(device=dev)
     gen.manual_seed(seed * 1_000_003 + rank)
@@ -203,7 +225,8 @@ def evaluate(model: nn.Module, data: ArrayDataset, attacks: Sequence[tuple[str, 
         if source is not None:
             stack.enter_context(eval_mode(source))
         # disable=None: tqdm turns itself off when stderr is not a terminal
-        bar = tqdm(loader, desc="eval", unit="batch", leave=False, disable=True if not progress or rank else None)
+        bar = tqdm(loader, desc="eval", unit="batch", leave=False, total=n_batches,
+                   disable=True if not progress or rank else None)
         for i, (x, y) in enumerate(bar):
             if i == 0 and masking_checks and source is None and rank == 0:
                 k = min(len(x), 128)

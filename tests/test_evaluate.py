@@ -159,3 +159,62 @@ def test_consistency_warning_only_beyond_the_margin():
     assert _consistency_warnings([res("fgsm", 500), res("pgd20", 505), res("pgd100", 503)]) == []
     warns = _consistency_warnings([res("fgsm", 500), res("pgd20", 530)])
     assert len(warns) == 1 and "pgd20 accuracy (0.5300) is more than 1% above fgsm (0.5000)" in warns[0]
+
+
+def _tiny_imagenet(root, n_per_class=3, size=16):
+    """A Tiny-ImageNet layout (val split) of random PNGs; returns the images as an in-memory array."""
+    from PIL import Image
+
+    base = root / "tiny-imagenet-200"
+    (base / "val" / "images").mkdir(parents=True)
+    wnids = ["n01", "n02"]
+    (base / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    g = torch.Generator().manual_seed(0)
+    rows, images, labels = [], [], []
+    for k in range(n_per_class * len(wnids)):
+        img = torch.randint(0, 256, (size, size, 3), generator=g, dtype=torch.uint8)
+        name = f"val_{k}.png"
+        Image.fromarray(img.numpy()).save(base / "val" / "images" / name)
+        rows.append(f"{name}\t{wnids[k % 2]}\t0\t0\t{size}\t{size}")
+        images.append(img.permute(2, 0, 1))
+        labels.append(k % 2)
+    (base / "val" / "val_annotations.txt").write_text("\n".join(rows) + "\n")
+    for wnid in wnids:  # one training image per class
+        (base / "train" / wnid / "images").mkdir(parents=True)
+        Image.fromarray(images[0].permute(1, 2, 0).numpy()).save(base / "train" / wnid / "images" / f"{wnid}_0.png")
+    return torch.stack(images), torch.tensor(labels)
+
+
+def test_streamed_folder_dataset_eval_equals_in_memory(tmp_path, capsys):
+    from robnet.data import ArrayDataset
+
+    images, labels = _tiny_imagenet(tmp_path)
+    torch.manual_seed(0)
+    model = robnet.build_model("robnet_large", C=4, layers=3, num_classes=2)
+    path = tmp_path / "tiny.pt"
+    checkpoint.save(path, model, arch={"name": "robnet_large", "C": 4, "layers": 3, "num_classes": 2})
+    out = tmp_path / "eval.json"
+    rc = robnet_main(["eval", str(path), "--data", "tinyimagenet", "--data-dir", str(tmp_path), "--split", "val",
+                      "--attacks", "clean,fgsm", "--batch-size", "4", "--workers", "0", "--subset", "5",
+                      "--json", str(out), "--quiet", "--no-masking-checks"])
+    assert rc == 0
+    streamed = json.loads(out.read_text())
+    memory = ArrayDataset(name="t", split="val", images=images[:5], labels=labels[:5], classes=("n01", "n02"))
+    ref = evaluate(model.eval(), memory, [("clean", parse_attack("clean")), ("fgsm", parse_attack("fgsm"))],
+                   batch_size=4, progress=False, masking_checks=False)
+    assert [r["correct"] for r in streamed["results"]] == [r.correct for r in ref.results]
+    assert streamed["n"] == 5
+    # fspkit score streams the same folder
+    from fspkit.cli import main as fspkit_main
+
+    fsp_json = tmp_path / "fsp.json"
+    assert fspkit_main(["score", str(path), "--data", "tinyimagenet", "--data-dir", str(tmp_path), "--split", "val",
+                        "--n", "6", "--steps", "2", "--workers", "0", "--json", str(fsp_json), "--quiet"]) == 0
+    assert json.loads(fsp_json.read_text())["n"] == 6
+
+
+def test_training_refuses_a_streamed_dataset(tmp_path, capsys):
+    _tiny_imagenet(tmp_path)
+    rc = robnet_main(["train", "--data", "tinyimagenet", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r"),
+                      "--quiet"])
+    assert rc == 1 and "streamed folder dataset" in capsys.readouterr().err
