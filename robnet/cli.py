@@ -142,7 +142,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"direct-edge convs {genotype.direct_edge_convs()[0]}")
     print(f"params     {sum(p.numel() for p in model.parameters()):,d}   (C=8, 3 cells, 1x8x8 digits)")
     # digits are 8x8 greyscale: pad-1 crops, no flips (a flipped digit is another symbol)
-    config = TrainConfig(epochs=args.epochs, warmup_epochs=1, batch_size=64, lr=0.1, warmup_lr=0.02,
+    config = TrainConfig(epochs=args.epochs, warmup_epochs=min(1, args.epochs - 1), batch_size=64, lr=0.1,
+                         warmup_lr=0.02,
                          crop_padding=1, flip=False, seed=args.seed, val_attack_steps=10, eps=0.1,
                          step_size=0.025, attack_steps=7)
     import tempfile

@@ -218,3 +218,9 @@ def test_training_refuses_a_streamed_dataset(tmp_path, capsys):
     rc = robnet_main(["train", "--data", "tinyimagenet", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r"),
                       "--quiet"])
     assert rc == 1 and "streamed folder dataset" in capsys.readouterr().err
+
+
+def test_robnet_demo_runs_on_digits(capsys):
+    assert robnet_main(["demo", "--epochs", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "sep-convs/cell 7" in out and "epoch 1:" in out and "digits test set, eps 0.1 (n=360)" in out

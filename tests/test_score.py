@@ -214,3 +214,15 @@ def test_score_small_checkpoint_on_real_cifar10(tmp_path):
     assert [c["hw"] for c in report["cells"]] == [[32, 32], [16, 16], [8, 8], [8, 8]]
     assert all(c["fsp_mean"] > 0 and math.isfinite(c["fsp_mean"]) for c in report["cells"])
     assert report["adv_acc"] <= report["clean_acc"]
+
+
+def test_cli_demo_runs_on_digits(capsys):
+    assert fspkit_main(["demo", "--epochs", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "dense: RobNet-large cell" in out and "sparse: 3 sep-convs" in out
+    assert out.count("cells.2") == 2 and "deep-cell FSP" in out
+
+
+def test_cli_without_command_prints_help(capsys):
+    assert fspkit_main([]) == 2
+    assert "score" in capsys.readouterr().out
