@@ -198,18 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
                         stream=sys.stderr)
-    try:
-        if args.command == "score":
-            return cmd_score(args)
-        if args.command == "demo":
-            return cmd_demo(args)
-    except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
-        if args.debug:
-            raise
-        print(f"fspkit {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    parser.error(f"unknown command {args.command}")
-    return 2
+    from robnet.cli import run_command
+
+    return run_command("fspkit", args, {"score": cmd_score, "demo": cmd_demo}, parser)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -257,30 +257,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_command(prog: str, args: argparse.Namespace, commands: dict[str, Callable[[argparse.Namespace], int]],
+                parser: argparse.ArgumentParser) -> int:
+    """Run ``commands[args.command]``; a caller error becomes one line on stderr and exit 1
+    (``--debug`` re-raises it with its traceback). Shared by the robnet and fspkit CLIs."""
+    handler = commands.get(args.command)
+    if handler is None:
+        parser.error(f"unknown command {args.command}")
+    try:
+        return handler(args)
+    except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
+        if getattr(args, "debug", False):
+            raise
+        print(f"{prog} {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.command is None:
         args = parser.parse_args(["demo"])
-    quiet = getattr(args, "quiet", False)
-    _setup_logging(quiet)
-    try:
-        if args.command == "models":
-            return cmd_models()
-        if args.command == "demo":
-            return cmd_demo(args)
-        if args.command == "train":
-            return cmd_train(args)
-        if args.command == "eval":
-            return cmd_eval(args)
-    except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
-        if getattr(args, "debug", False):
-            raise
-        print(f"robnet {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    parser.error(f"unknown command {args.command}")
-    return 2
-
+    _setup_logging(getattr(args, "quiet", False))
+    commands = {"models": lambda a: cmd_models(), "demo": cmd_demo, "train": cmd_train, "eval": cmd_eval}
+    return run_command("robnet", args, commands, parser)
 
 
 if __name__ == "__main__":
