@@ -80,15 +80,14 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     from robnet.checkpoint import load_any
     from robnet.data import ArrayDataset, load_dataset
+    from robnet.distributed import resolve_device
     from robnet.evaluate import eval_batches
 
     from .score import score
 
     if args.n is not None and args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
-    device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {args.device}: CUDA is not available on this machine")
+    device = resolve_device(args.device)
     model, _meta = load_any(args.checkpoint, arch=args.arch)
     model.to(device)
     data: Any = load_dataset(args.data, args.data_dir, args.split)

@@ -101,17 +101,6 @@ def _setup_logging(quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
 
 
-def _device(name: str | None) -> Any:
-    import torch
-
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
-    return dev
-
-
 def cmd_models() -> int:
     import robnet
 
@@ -127,6 +116,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import robnet
     from robnet.attacks import parse_attack
     from robnet.data import load_memory_dataset, train_val_split
+    from robnet.distributed import resolve_device
     from robnet.evaluate import evaluate
     from robnet.genotype import sample
     from robnet.train import TrainConfig, train
@@ -151,7 +141,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as out:
         result = train(model, train_part, config=config, out_dir=out, arch={"genotype": str(genotype), "C": 8,
                        "layers": 3, "in_channels": 1, "num_classes": 10}, val_data=val_part,
-                       device=_device(args.device), progress=not args.quiet)
+                       device=resolve_device(args.device), progress=not args.quiet)
     for h in result.history:
         print(f"epoch {h.epoch + 1}: loss {h.train_loss:.3f}  train-adv {h.train_adv_acc:.3f}  "
               f"val clean {h.val_clean_acc:.3f}  val pgd10 {h.val_adv_acc:.3f}")
@@ -161,12 +151,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"digits test set, eps 0.1 (n={report.n}):")
     print(report.table())
     return 0
-
-
-def _load_model(path: str, arch: str | None) -> tuple[Any, dict[str, Any]]:
-    from robnet.checkpoint import load_any
-
-    return load_any(path, arch=arch)
 
 
 def _dataset(args: argparse.Namespace, split: str) -> ArrayDataset:
@@ -179,7 +163,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     import robnet
     from robnet.attacks import parse_fraction
     from robnet.data import train_val_split
-    from robnet.train import TrainConfig, setup_distributed, train
+    from robnet.distributed import setup_distributed
+    from robnet.train import TrainConfig, train
 
     rank, world, device = setup_distributed(args.device)
     data = _dataset(args, "train")
@@ -220,16 +205,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     from robnet.attacks import parse_attack
+    from robnet.checkpoint import load_any
+    from robnet.distributed import setup_distributed
     from robnet.evaluate import evaluate
-    from robnet.train import setup_distributed
 
     rank, world, device = setup_distributed(args.device)
     torch.manual_seed(args.seed)
-    model, _meta = _load_model(args.checkpoint, args.arch)
+    model, _meta = load_any(args.checkpoint, arch=args.arch)
     model.to(device)
     source = None
     if args.transfer_from:
-        source, _ = _load_model(args.transfer_from, args.source_arch)
+        source, _ = load_any(args.transfer_from, arch=args.source_arch)
         source.to(device)
     names = [a.strip() for a in args.attacks.split(",") if a.strip()]
     attacks = [(name, parse_attack(name)) for name in names]

@@ -24,6 +24,7 @@ from torch import nn
 
 from .attacks import AttackConfig, fgsm, make_attack, pgd
 from .data import ArrayDataset, DeviceLoader, make_loader
+from .distributed import all_reduce_, dist_info
 from .modes import eval_mode
 
 log = logging.getLogger(__name__)
@@ -102,12 +103,6 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def _dist() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
 def gradient_masking_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float = 8 / 255,
                             step_size: float = 2 / 255, generator: torch.Generator | None = None) -> list[str]:
     """Cheap signs of gradient masking on one batch; returns human-readable warnings (empty: none seen).
@@ -169,7 +164,7 @@ def eval_batches(data: ArrayDataset | torch.utils.data.Dataset[Any], *, batch_si
     In-memory sets go through :class:`DeviceLoader` (sharded over DDP ranks without padding);
     streamed folder sets (Tiny-ImageNet, ImageNet-val) through a DataLoader, in one process.
     """
-    rank, world = _dist()
+    rank, world = dist_info()
     if isinstance(data, ArrayDataset):
         loader = DeviceLoader(data, batch_size=batch_size, device=device, shuffle=False, rank=rank,
                               world_size=world)
@@ -208,7 +203,7 @@ def evaluate(model: nn.Module, data: ArrayDataset | torch.utils.data.Dataset[Any
 
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     use_amp = amp if amp is not None else dev.type == "cuda"
-    rank, world = _dist()
+    rank, _ = dist_info()
     loader, n_batches = eval_batches(data, batch_size=batch_size, device=dev, num_workers=num_workers)
     attacker = source if source is not None else model
     gen = torch.Generator(device=dev)
@@ -243,9 +238,8 @@ def evaluate(model: nn.Module, data: ArrayDataset | torch.utils.data.Dataset[Any
                     torch.cuda.synchronize(dev)
                 seconds[j] += time.perf_counter() - t0
             n += y.numel()
-    if world > 1:
-        torch.distributed.all_reduce(correct)
-        torch.distributed.all_reduce(n)
+    all_reduce_(correct)
+    all_reduce_(n)
     total = int(n)
     results = [AttackResult(name=name, config=asdict(cfg), correct=int(c), n=total, seconds=s)
                for (name, cfg), c, s in zip(attacks, correct.tolist(), seconds, strict=True)]

@@ -33,6 +33,7 @@ from torch import nn
 from . import checkpoint as ckpt
 from .attacks import pgd
 from .data import ArrayDataset, Augment, DeviceLoader
+from .distributed import all_reduce_, dist_info, resolve_device
 from .modes import eval_mode
 
 log = logging.getLogger(__name__)
@@ -144,47 +145,6 @@ class TrainResult:
     best_checkpoint: Path | None = None
 
 
-# --------------------------------------------------------------------------- distributed helpers
-def dist_info() -> tuple[int, int]:
-    """(rank, world_size) of the initialised process group, (0, 1) without one."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def setup_distributed(device: torch.device | str | None = None) -> tuple[int, int, torch.device]:
-    """Initialise DDP from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK), if present.
-
-    NCCL with one GPU per process on CUDA, gloo on CPU. Returns (rank, world_size, device).
-    """
-    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) <= 1:
-        dev = torch.device(device) if device is not None else default_device()
-        return 0, 1, dev
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device is None or torch.device(device).type == "cuda":
-        if torch.cuda.is_available():
-            torch.cuda.set_device(local_rank)
-            dev = torch.device("cuda", local_rank)
-        else:
-            dev = torch.device("cpu")
-    else:
-        dev = torch.device(device)
-    if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    rank, world = dist_info()
-    return rank, world, dev
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _all_reduce_(t: torch.Tensor) -> torch.Tensor:
-    if dist_info()[1] > 1:
-        torch.distributed.all_reduce(t)
-    return t
-
-
 # --------------------------------------------------------------------------- pieces
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Two SGD groups: weight decay on conv/linear weights, none on BN parameters and biases."""
@@ -250,12 +210,11 @@ def _count_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, amp: bool
         return (model(x).argmax(1) == y).sum()
 
 
-def validate(model: nn.Module, data: ArrayDataset, *, config: TrainConfig, device: torch.device,
-             batch_size: int, amp: bool, channels_last: bool) -> tuple[float, float]:
-    """Clean and PGD-``val_attack_steps`` accuracy on ``data`` in eval mode (exact under DDP)."""
-    rank, world = dist_info()
-    loader = DeviceLoader(data, batch_size=batch_size, device=device, shuffle=False, rank=rank,
-                          world_size=world, channels_last=channels_last)
+def validate(model: nn.Module, loader: DeviceLoader, *, config: TrainConfig, device: torch.device,
+             amp: bool) -> tuple[float, float]:
+    """Clean and PGD-``val_attack_steps`` accuracy in eval mode on an unshuffled, rank-sharded
+    ``loader`` (exact under DDP: the counts are summed over ranks)."""
+    rank, _ = dist_info()
     clean = torch.zeros((), dtype=torch.long, device=device)
     adv = torch.zeros((), dtype=torch.long, device=device)
     n = torch.zeros((), dtype=torch.long, device=device)
@@ -268,7 +227,7 @@ def validate(model: nn.Module, data: ArrayDataset, *, config: TrainConfig, devic
                             steps=config.val_attack_steps, random_start=config.random_start, generator=gen)
             adv += _count_correct(model, x_adv, y, amp)
             n += y.numel()
-    totals = _all_reduce_(torch.stack([clean, adv, n]))
+    totals = all_reduce_(torch.stack([clean, adv, n]))
     c, a, total = (int(v) for v in totals.tolist())
     return c / max(total, 1), a / max(total, 1)
 
@@ -330,7 +289,7 @@ def train(model: nn.Module, train_data: ArrayDataset, *, config: TrainConfig, ou
     """
     from tqdm.auto import tqdm
 
-    dev = torch.device(device) if device is not None else default_device()
+    dev = torch.device(device) if device is not None else resolve_device()
     rank, world = dist_info()
     if config.batch_size % world:
         raise ValueError(f"global batch {config.batch_size} is not divisible by {world} processes")
@@ -385,6 +344,10 @@ def train(model: nn.Module, train_data: ArrayDataset, *, config: TrainConfig, ou
                           channels_last=channels_last)
     if len(loader) == 0:
         raise ValueError(f"training set of {len(train_data)} images gives no full batch of {config.batch_size}")
+    val_loader = None
+    if val_data is not None and len(val_data):
+        val_loader = DeviceLoader(val_data, batch_size=per_rank, device=dev, shuffle=False, rank=rank,
+                                  world_size=world, channels_last=channels_last)
     end_epoch = config.epochs if max_epochs is None else min(config.epochs, start_epoch + max_epochs)
     for epoch in range(start_epoch, end_epoch):
         lr = config.lr_at(epoch)
@@ -412,14 +375,13 @@ def train(model: nn.Module, train_data: ArrayDataset, *, config: TrainConfig, ou
             loss_sum += loss
             correct += corr
             seen += y.numel()
-        totals = _all_reduce_(torch.stack([loss_sum.double(), correct.double(),
+        totals = all_reduce_(torch.stack([loss_sum.double(), correct.double(),
                                            torch.tensor(float(seen), device=dev, dtype=torch.float64)]))
         seconds = time.perf_counter() - t0
         total_loss, total_correct, total_seen = totals.tolist()
         val_clean = val_adv = None
-        if val_data is not None and len(val_data):
-            val_clean, val_adv = validate(raw, val_data, config=config, device=dev, batch_size=per_rank, amp=amp,
-                                          channels_last=channels_last)
+        if val_loader is not None:
+            val_clean, val_adv = validate(raw, val_loader, config=config, device=dev, amp=amp)
         stats = EpochStats(epoch=epoch, lr=lr, train_loss=total_loss / total_seen,
                            train_adv_acc=total_correct / total_seen, val_clean_acc=val_clean, val_adv_acc=val_adv,
                            seconds=seconds, images_per_s=total_seen / seconds)
@@ -441,7 +403,7 @@ def train(model: nn.Module, train_data: ArrayDataset, *, config: TrainConfig, ou
             extra = {"optimizer": optimizer.state_dict(), "rng": _rng_state(), "epoch": epoch,
                      "best_val_adv_acc": best, "history": [asdict(h) for h in result.history]}
             ckpt.save(last_path, raw, arch=arch, meta=record, extra=extra)
-            if improved or val_data is None or not len(val_data):
+            if improved or val_loader is None:
                 ckpt.save(best_path, raw, arch=arch, meta=record)
         if world > 1:
             torch.distributed.barrier()

@@ -224,3 +224,10 @@ def test_robnet_demo_runs_on_digits(capsys):
     assert robnet_main(["demo", "--epochs", "1", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "sep-convs/cell 7" in out and "epoch 1:" in out and "digits test set, eps 0.1 (n=360)" in out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_request_without_cuda_is_one_clear_line(digits_ckpt, capsys):
+    rc = robnet_main(["eval", str(digits_ckpt), "--data", "digits", "--device", "cuda", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and len(err.splitlines()) == 1 and "CUDA is not available" in err
