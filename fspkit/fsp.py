@@ -9,6 +9,15 @@ and the FSP loss of a cell used by RobNets (Guo et al., CVPR 2020, section 4.3) 
 
     L = (1 / N) * sum_x || G(x) - G(x_adv) ||_F^2.
 
+On untrained networks the raw distance largely tracks the scale of the cell's activations
+(SPEC §5), so the scale-free relative distance
+
+    r(x) = || G(x) - G(x_adv) ||_F^2 / || G(x) ||_F^2
+
+and the activation scale || G(x) ||_F^2 come out of the same fused pass
+(:func:`fsp_pair_terms`), and :func:`fsp_relative_distance` computes r from two sets of matrices.
+r is invariant under a common rescaling of both maps (G scales by c, both norms by c^2).
+
 Decisions (SPEC §5): when the two maps have different spatial sizes (reduction cells) the larger
 one is average-pooled (``adaptive_avg_pool2d``) to the smaller one; max pooling changes G by a
 factor of about two and is never used. All FSP math runs in float32 or wider, with autocast
@@ -28,7 +37,9 @@ _REDUCTIONS: tuple[str, ...] = ("none", "sum", "mean")
 # Device types for which torch.autocast exists; elsewhere there is nothing to disable.
 _AUTOCAST_DEVICES = frozenset({"cpu", "cuda", "xpu", "mps", "hpu", "xla"})
 
-__all__ = ["align_spatial", "fsp_distance", "fsp_matrix", "fsp_pair_distance"]
+__all__ = [
+    "align_spatial", "fsp_distance", "fsp_matrix", "fsp_pair_distance", "fsp_pair_terms", "fsp_relative_distance",
+]
 
 
 def _check_map(t: object, what: str) -> torch.Tensor:
@@ -125,6 +136,41 @@ def fsp_matrix(f_in: torch.Tensor, f_out: torch.Tensor) -> torch.Tensor:
         return _gram(a, b)
 
 
+def _check_gram(t: object, what: str) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor of shape (N, m, n), got {type(t).__name__}")
+    if t.dim() != 3:
+        raise ValueError(f"{what} must be 3-D (N, m, n), got shape {tuple(t.shape)}. "
+                         "Hint: pass fsp_matrix(...) outputs; add a batch dim with g.unsqueeze(0).")
+    if not t.is_floating_point():
+        raise TypeError(f"{what} must be a floating-point tensor, got dtype {t.dtype}")
+    return t
+
+
+def _check_grams(g_a: object, g_b: object) -> tuple[torch.Tensor, torch.Tensor]:
+    a, b = _check_gram(g_a, "g_a"), _check_gram(g_b, "g_b")
+    if a.shape != b.shape:
+        raise ValueError(f"g_a and g_b must have the same shape, got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}. Hint: compare FSP matrices of the same cell on the same "
+                         "number of samples.")
+    if a.device != b.device:
+        raise ValueError(f"g_a and g_b must be on the same device, got {a.device} and {b.device}")
+    return a, b
+
+
+def _check_reduction(reduction: object) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(map(repr, _REDUCTIONS))}, got {reduction!r}")
+
+
+def _reduce(d: torch.Tensor, reduction: Reduction) -> torch.Tensor:
+    if reduction == "sum":
+        return d.sum()
+    if reduction == "mean":
+        return d.mean()
+    return d
+
+
 def fsp_distance(g_a: torch.Tensor, g_b: torch.Tensor, *, reduction: Reduction = "mean",
                  normalize: bool = False) -> torch.Tensor:
     """Squared Frobenius distance between FSP matrices, per sample then reduced.
@@ -146,32 +192,94 @@ def fsp_distance(g_a: torch.Tensor, g_b: torch.Tensor, *, reduction: Reduction =
         ValueError: shapes differ or are not (N, m, n); unknown reduction; devices differ.
         TypeError: not floating-point tensors.
     """
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {', '.join(map(repr, _REDUCTIONS))}, got {reduction!r}")
-    for t, what in ((g_a, "g_a"), (g_b, "g_b")):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{what} must be a torch.Tensor of shape (N, m, n), got {type(t).__name__}")
-        if t.dim() != 3:
-            raise ValueError(f"{what} must be 3-D (N, m, n), got shape {tuple(t.shape)}. "
-                             "Hint: pass fsp_matrix(...) outputs; add a batch dim with g.unsqueeze(0).")
-        if not t.is_floating_point():
-            raise TypeError(f"{what} must be a floating-point tensor, got dtype {t.dtype}")
-    if g_a.shape != g_b.shape:
-        raise ValueError(f"g_a and g_b must have the same shape, got {tuple(g_a.shape)} and "
-                         f"{tuple(g_b.shape)}. Hint: compare FSP matrices of the same cell on the same "
-                         "number of samples.")
-    if g_a.device != g_b.device:
-        raise ValueError(f"g_a and g_b must be on the same device, got {g_a.device} and {g_b.device}")
+    _check_reduction(reduction)
+    g_a, g_b = _check_grams(g_a, g_b)
     dtype = _math_dtype(g_a, g_b)
     with _no_autocast(g_a.device):
         d = (g_a.to(dtype) - g_b.to(dtype)).square().sum(dim=(1, 2))  # (N,)
         if normalize:
             d = d / (g_a.shape[1] * g_a.shape[2])
-        if reduction == "sum":
-            return d.sum()
-        if reduction == "mean":
-            return d.mean()
-        return d
+        return _reduce(d, reduction)
+
+
+def fsp_relative_distance(g_a: torch.Tensor, g_b: torch.Tensor, *, reduction: Reduction = "none") -> torch.Tensor:
+    """Scale-free FSP distance r_i = || G_a[i] - G_b[i] ||_F^2 / || G_a[i] ||_F^2 (SPEC §5 caveat).
+
+    ``g_a`` is the reference (clean) matrix. r is unchanged when both matrices are multiplied by
+    the same non-zero constant, so it separates feature stability from activation size. The
+    ``normalize`` option of :func:`fsp_distance` would cancel in the ratio and is not offered.
+    A sample whose reference matrix is exactly zero has no defined ratio: its r is NaN (0/0) or
+    +inf, left for the caller to see rather than silently replaced.
+
+    Args:
+        g_a: (N, m, n) reference FSP matrices, e.g. of clean inputs.
+        g_b: (N, m, n) FSP matrices, e.g. of the adversarial inputs.
+        reduction: ``"none"`` (the default here: per-sample ratios), ``"sum"`` or ``"mean"``
+            (the mean of the per-sample ratios, not a ratio of means).
+
+    Returns:
+        A scalar or an (N,) tensor, float32 or wider.
+
+    Raises:
+        ValueError: shapes differ or are not (N, m, n); unknown reduction; devices differ.
+        TypeError: not floating-point tensors.
+    """
+    _check_reduction(reduction)
+    g_a, g_b = _check_grams(g_a, g_b)
+    dtype = _math_dtype(g_a, g_b)
+    with _no_autocast(g_a.device):
+        a = g_a.to(dtype)
+        d = (a - g_b.to(dtype)).square().sum(dim=(1, 2))  # (N,)
+        return _reduce(d / a.square().sum(dim=(1, 2)), reduction)
+
+
+def fsp_pair_terms(f_in: torch.Tensor, f_out: torch.Tensor, *, split: int,
+                   normalize: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fused clean-vs-adversarial FSP distance and clean FSP scale for a concatenated batch.
+
+    Rows ``[0, split)`` are clean, rows ``[split, 2 * split)`` their adversarial counterparts, in
+    the same order. One einsum over the whole 2N batch gives every G; from it come
+
+        d_i = || G(x_i) - G(x_adv_i) ||_F^2      (the per-sample terms of the FSP loss)
+        s_i = || G(x_i) ||_F^2                   (the clean activation scale)
+
+    both divided by m * n when ``normalize``. The relative distance of SPEC §5 is ``d / s``
+    (unaffected by ``normalize``). No extra forward and no second einsum: ``s`` reuses the clean
+    half of the same G.
+
+    Args:
+        f_in: (2 * split, m, H1, W1) cell inputs.
+        f_out: (2 * split, n, H2, W2) cell outputs.
+        split: number of clean rows N.
+        normalize: divide both terms by m * n.
+
+    Returns:
+        ``(d, s)``, two (split,) tensors, float32 (float64 when an input is float64).
+
+    Raises:
+        ValueError: batch size is not 2 * split, split < 1, or the map checks of :func:`fsp_matrix`.
+        TypeError: split not an int, or maps not floating-point tensors.
+    """
+    if isinstance(split, bool) or not isinstance(split, int):
+        raise TypeError(f"split must be an int (number of clean rows), got {type(split).__name__}")
+    if split < 1:
+        raise ValueError(f"split must be >= 1, got {split}")
+    a, b = _check_pair(f_in, f_out)
+    if a.shape[0] != 2 * split:
+        raise ValueError(f"the fused clean/adversarial FSP expects a batch of 2 * split = {2 * split} rows "
+                         f"(clean then adversarial), got {a.shape[0]}. "
+                         "Hint: torch.cat([x_clean, x_adv]) before the forward.")
+    dtype = _math_dtype(a, b)
+    with _no_autocast(a.device):
+        a, b = align_spatial(a.to(dtype), b.to(dtype))
+        g = _gram(a, b)  # (2N, m, n)
+        clean = g[:split]
+        d = (clean - g[split:]).square().sum(dim=(1, 2))  # (N,)
+        sq = clean.square().sum(dim=(1, 2))  # (N,)
+        if normalize:
+            mn = g.shape[1] * g.shape[2]
+            d, sq = d / mn, sq / mn
+        return d, sq
 
 
 def fsp_pair_distance(f_in: torch.Tensor, f_out: torch.Tensor, *, split: int,
@@ -182,7 +290,8 @@ def fsp_pair_distance(f_in: torch.Tensor, f_out: torch.Tensor, *, split: int,
     the same order. One einsum over the whole 2N batch gives every G; the result is
     d_i = || G(x_i) - G(x_adv_i) ||_F^2 (divided by m * n when ``normalize``), the per-sample
     terms of the FSP loss. Equivalent to ``fsp_distance(fsp_matrix(clean...), fsp_matrix(adv...),
-    reduction="none")`` but with one pass over the maps, which the streaming scorer uses.
+    reduction="none")`` but with one pass over the maps, which the streaming scorer uses. The
+    first element of :func:`fsp_pair_terms`.
 
     Args:
         f_in: (2 * split, m, H1, W1) cell inputs.
@@ -197,20 +306,4 @@ def fsp_pair_distance(f_in: torch.Tensor, f_out: torch.Tensor, *, split: int,
         ValueError: batch size is not 2 * split, split < 1, or the map checks of :func:`fsp_matrix`.
         TypeError: split not an int, or maps not floating-point tensors.
     """
-    if isinstance(split, bool) or not isinstance(split, int):
-        raise TypeError(f"split must be an int (number of clean rows), got {type(split).__name__}")
-    if split < 1:
-        raise ValueError(f"split must be >= 1, got {split}")
-    a, b = _check_pair(f_in, f_out)
-    if a.shape[0] != 2 * split:
-        raise ValueError(f"fsp_pair_distance expects a batch of 2 * split = {2 * split} rows (clean then "
-                         f"adversarial), got {a.shape[0]}. "
-                         "Hint: torch.cat([x_clean, x_adv]) before the forward.")
-    dtype = _math_dtype(a, b)
-    with _no_autocast(a.device):
-        a, b = align_spatial(a.to(dtype), b.to(dtype))
-        g = _gram(a, b)  # (2N, m, n)
-        d = (g[:split] - g[split:]).square().sum(dim=(1, 2))  # (N,)
-        if normalize:
-            d = d / (g.shape[1] * g.shape[2])
-        return d
+    return fsp_pair_terms(f_in, f_out, split=split, normalize=normalize)[0]

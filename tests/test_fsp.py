@@ -1,4 +1,7 @@
-"""FSP math: hand-computed G, einsum vs loops, bilinearity, pooling rule, fused pair distance, dtypes."""
+"""FSP math: hand-computed G, einsum vs loops, bilinearity, pooling rule, fused pair distance, dtypes,
+the scale-free relative distance."""
+
+import math
 
 import numpy as np
 import pytest
@@ -8,7 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from fspkit.fsp import align_spatial, fsp_distance, fsp_matrix, fsp_pair_distance
+from fspkit.fsp import (
+    align_spatial,
+    fsp_distance,
+    fsp_matrix,
+    fsp_pair_distance,
+    fsp_pair_terms,
+    fsp_relative_distance,
+)
 
 
 def _hand_maps() -> tuple[torch.Tensor, torch.Tensor]:
@@ -228,3 +238,105 @@ def test_errors():
         fsp_pair_distance(x4, x4, split=0)
     with pytest.raises(TypeError, match="split must be an int"):
         fsp_pair_distance(x4, x4, split=1.0)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- scale-free distance
+_HAND_SQ = 1.25**2 + 5**2 + 1.75**2 + 0 + 1 + 0.25**2  # ||G||_F^2 of the hand maps = 30.6875
+
+
+def test_pair_terms_hand_computed():
+    f_in, f_out = _hand_maps()
+    # clean: (f_in, f_out); adversarial: (f_in, 3 f_out) -> G_adv = 3 G, d = 4 ||G||^2
+    d, sq = fsp_pair_terms(torch.cat([f_in, f_in]), torch.cat([f_out, 3 * f_out]), split=1)
+    assert d.dtype == sq.dtype == torch.float32
+    assert sq.tolist() == [_HAND_SQ]
+    assert d.tolist() == [4 * _HAND_SQ]
+    assert (d / sq).tolist() == [4.0]
+    g = fsp_matrix(f_in, f_out)
+    assert fsp_relative_distance(g, 3 * g).tolist() == [4.0]
+    assert fsp_relative_distance(g, g).tolist() == [0.0]
+    d_n, sq_n = fsp_pair_terms(torch.cat([f_in, f_in]), torch.cat([f_out, 3 * f_out]), split=1, normalize=True)
+    assert sq_n.item() == pytest.approx(_HAND_SQ / 6) and d_n.item() == pytest.approx(4 * _HAND_SQ / 6)
+    assert (d_n / sq_n).item() == pytest.approx(4.0)  # normalisation cancels in the ratio
+
+
+def test_pair_terms_match_loop_reference():
+    gen = torch.Generator().manual_seed(5)
+    n = 3
+    f_in = torch.randn(2 * n, 4, 6, 6, generator=gen)
+    f_out = torch.randn(2 * n, 5, 3, 3, generator=gen)  # reduction-cell shape: input pooled 6x6 -> 3x3
+    d, sq = fsp_pair_terms(f_in, f_out, split=n)
+    pooled = f_in.reshape(2 * n, 4, 3, 2, 3, 2).mean(dim=(3, 5))
+    g = _loop_fsp(pooled, f_out)  # (2N, m, n) float64, explicit loops
+    d_ref = torch.tensor([float((g[i] - g[n + i]).square().sum()) for i in range(n)], dtype=torch.float64)
+    sq_ref = torch.tensor([float(g[i].square().sum()) for i in range(n)], dtype=torch.float64)
+    torch.testing.assert_close(d.double(), d_ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sq.double(), sq_ref, rtol=1e-5, atol=1e-6)
+    # the fused distance is the same tensor fsp_pair_distance returns
+    assert torch.equal(d, fsp_pair_distance(f_in, f_out, split=n))
+    # two-pass relative distance equals the fused ratio
+    rel = fsp_relative_distance(fsp_matrix(f_in[:n], f_out[:n]), fsp_matrix(f_in[n:], f_out[n:]))
+    torch.testing.assert_close(rel, d / sq, rtol=1e-5, atol=1e-7)
+    mean = fsp_relative_distance(fsp_matrix(f_in[:n], f_out[:n]), fsp_matrix(f_in[n:], f_out[n:]), reduction="mean")
+    torch.testing.assert_close(mean, (d / sq).mean(), rtol=1e-5, atol=1e-7)
+
+
+@st.composite
+def _scale_case(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, float]:
+    n, m, k = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    h, w = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    f_in = _maps(draw, 2 * n, m, h, w)
+    f_out = _maps(draw, 2 * n, k, h, w)
+    c = draw(st.floats(0.01, 100) | st.floats(-100, -0.01))
+    return f_in, f_out, c
+
+
+@_HYP
+@given(_scale_case())
+def test_relative_distance_is_scale_free(case):
+    f_in, f_out, c = case
+    n = f_in.shape[0] // 2
+    d, sq = fsp_pair_terms(f_in, f_out, split=n)
+    d_c, sq_c = fsp_pair_terms(f_in, c * f_out, split=n)  # both halves' F_out scaled: G -> c G
+    assert d.dtype == torch.float64
+    torch.testing.assert_close(d_c, c**2 * d, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(sq_c, c**2 * sq, rtol=1e-9, atol=1e-9)
+    ok = sq > 1e-12  # the ratio is only defined where the clean G is not zero
+    torch.testing.assert_close((d_c / sq_c)[ok], (d / sq)[ok], rtol=1e-9, atol=1e-12)
+    # distance(g, g) = 0: the adversarial half equal to the clean half
+    same_in, same_out = torch.cat([f_in[:n], f_in[:n]]), torch.cat([f_out[:n], f_out[:n]])
+    d0, sq0 = fsp_pair_terms(same_in, same_out, split=n)
+    assert torch.equal(d0, torch.zeros(n, dtype=torch.float64))
+    assert torch.equal(sq0, sq)
+    assert bool((d >= 0).all()) and bool((sq >= 0).all())
+
+
+def test_relative_distance_of_a_zero_reference_is_nan():
+    g_a = torch.zeros(2, 2, 2)
+    g_b = torch.zeros(2, 2, 2)
+    g_b[1] = 1.0
+    rel = fsp_relative_distance(g_a, g_b)
+    assert math.isnan(rel[0].item()) and rel[1].item() == math.inf
+
+
+def test_relative_distance_under_autocast_and_errors():
+    gen = torch.Generator().manual_seed(6)
+    g_a, g_b = torch.randn(3, 2, 4, generator=gen), torch.randn(3, 2, 4, generator=gen)
+    ref = fsp_relative_distance(g_a, g_b)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = fsp_relative_distance(g_a.bfloat16(), g_b.bfloat16())
+        d, sq = fsp_pair_terms(torch.randn(4, 3, 4, 4, generator=gen).bfloat16(),
+                               torch.randn(4, 5, 4, 4, generator=gen), split=2)
+    assert got.dtype == torch.float32 and d.dtype == torch.float32 and sq.dtype == torch.float32
+    torch.testing.assert_close(got, ref, rtol=5e-2, atol=1e-2)  # bf16 inputs, float32 math
+    assert fsp_relative_distance(g_a, g_b, reduction="sum").item() == pytest.approx(float(ref.sum()))
+    with pytest.raises(ValueError, match=r"same shape, got \(3, 2, 4\) and \(3, 4, 2\)"):
+        fsp_relative_distance(g_a, g_b.transpose(1, 2))
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        fsp_relative_distance(g_a, g_b, reduction="max")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="g_b must be a floating-point tensor"):
+        fsp_relative_distance(g_a, g_b.long())
+    with pytest.raises(ValueError, match=r"g_a must be 3-D"):
+        fsp_relative_distance(g_a[0], g_b[0])
+    with pytest.raises(ValueError, match=r"2 \* split = 4 rows .* got 3"):
+        fsp_pair_terms(torch.zeros(3, 2, 4, 4), torch.zeros(3, 2, 4, 4), split=2)
