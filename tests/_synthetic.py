@@ -1,0 +1,143 @@
+"""Realistic synthetic search records with known planted effects (for the stats, study and plot tests).
+
+``make_records(n, ...)`` returns one dict per candidate with the columns of a ``fspkit search``
+run (issue 9; see ``fspkit.study``): a sampled genotype with its bits, density, conv counts and a
+parameter count, accuracies before and after finetuning, per-cell FSP distances (raw, relative and
+activation scale), the three zero-cost proxies and their timings. The planted truth:
+
+* Finding #1/#2: final PGD accuracy rises with density (every bit helps: conv bits by
+  ``DENSITY_EFFECT * CONV_WEIGHT`` per unit of conv density, identity bits by ``DENSITY_EFFECT``),
+  plus ``DIRECT_EFFECT`` per direct-edge conv, multiplied by ``(14 - budget) / 14`` (direct convs
+  help most under small budgets; unconstrained candidates count as budget 7).
+* Finding #3: the *relative* FSP distance of cell ``c`` falls with robustness by
+  ``REL_SLOPE * depth(c)`` per standard deviation of final PGD accuracy, where depth runs from 0
+  (first cell) to 1 (last cell): no effect in the first cell, the strongest in the deepest. The
+  activation scale grows with depth and with density but is independent of robustness otherwise,
+  and the raw distance is ``fsp_rel * fsp_scale`` (so it partly tracks the scale, SPEC §5).
+* Proxies: ``pgd_acc_before_finetune`` is final PGD accuracy minus 0.1 plus small noise (strong),
+  ``proxy_grad_norm`` is weakly positive, ``proxy_synflow`` tracks the parameter count,
+  ``proxy_naswot`` is pure noise.
+
+Everything is drawn from ``numpy.random.default_rng(seed)`` and ``random.Random(seed)`` (the
+genotype sampler): the same arguments give the same records.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from robnet.genotype import sample
+
+DENSITY_EFFECT = 0.25
+CONV_WEIGHT = 2.0
+DIRECT_EFFECT = 0.03
+REL_SLOPE = 0.6
+NOISE = 0.01
+FSP_COLUMNS = ("fsp", "fsp_before_finetune", "fsp_rel", "fsp_rel_before_finetune", "fsp_scale",
+               "fsp_scale_before_finetune", "seconds_fsp")
+PROXY_COLUMNS = ("proxy_grad_norm", "proxy_synflow", "proxy_naswot", "seconds_grad_norm", "seconds_synflow",
+                 "seconds_naswot")
+
+
+def _genotypes(n: int, seed: int, cells: int, cell_free: bool, budgets: Sequence[int | None]) -> list[Any]:
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    out: list[tuple[Any, int | None]] = []
+    tries = 0
+    while len(out) < n:
+        budget = budgets[len(out) % len(budgets)]
+        g = sample(rng, cell_free=cell_free, layers=cells, budget=budget)
+        tries += 1
+        if tries > 100 * n:
+            raise ValueError(f"could not sample {n} distinct genotypes (budgets {budgets})")
+        if str(g) not in seen:
+            seen.add(str(g))
+            out.append((g, budget))
+    return out
+
+
+def make_records(n: int = 60, *, seed: int = 0, cells: int = 5, cell_free: bool = False,
+                 budgets: Sequence[int | None] = (None,), fsp: bool = True, proxies: bool = True,
+                 fsp_keep: float | None = None, world_size: int = 1) -> list[dict[str, Any]]:
+    """``n`` synthetic candidate records (see the module docstring for the planted effects).
+
+    Args:
+        n: number of candidates (distinct genotypes).
+        seed: seed of every random draw.
+        cells: number of cells in the network (the length of every per-cell list).
+        cell_free: one cell per layer (``bits`` then has ``28 * cells`` entries).
+        budgets: conv budgets cycled over the candidates (None: unconstrained sampling).
+        fsp: include the FSP columns (a ``robnet search`` run has none).
+        proxies: include the zero-cost proxy columns.
+        fsp_keep: when given, the FSP filter of ``fspkit search --fsp-keep``: only this fraction of
+            candidates (smallest mean FSP distance before finetuning) keep their after-finetuning
+            columns; the others are ``filtered_out`` with nulls there.
+        world_size: ranks the candidates are sharded over (``rank = id % world_size``).
+    """
+    rng = np.random.default_rng(seed)
+    drawn = _genotypes(n, seed, cells, cell_free, list(budgets))
+    bits = np.array([g.bits() for g, _ in drawn], dtype=float)  # (n, 28 * cells_in_genotype)
+    conv_density = bits[:, 1::2].mean(axis=1)
+    id_density = bits[:, 0::2].mean(axis=1)
+    direct = np.array([np.mean(g.direct_edge_convs()) for g, _ in drawn])
+    eff_budget = np.array([7 if b is None else b for _, b in drawn], dtype=float)
+    pgd = (0.2 + DENSITY_EFFECT * (CONV_WEIGHT * conv_density + id_density) / 2
+           + DIRECT_EFFECT * direct * (14 - eff_budget) / 14 + rng.normal(0, NOISE, n))
+    pgd = np.clip(pgd, 0.0, 1.0)
+    clean = np.clip(pgd + 0.3 + rng.normal(0, 0.02, n), 0.0, 1.0)
+    pgd_before = np.clip(pgd - 0.1 + rng.normal(0, 0.01, n), 0.0, 1.0)
+    clean_before = np.clip(pgd_before + 0.25 + rng.normal(0, 0.02, n), 0.0, 1.0)
+    z = (pgd - pgd.mean()) / pgd.std()
+    depth = np.linspace(0.0, 1.0, cells)  # (cells,)
+    convs = np.array([np.mean(g.num_convs()) for g, _ in drawn])
+    params = (20_000 + 1_500 * convs * cells + rng.integers(0, 200, n)).astype(int)
+
+    def per_cell(noise: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        scale = (1.0 + 2.0 * depth)[None, :] * (1.0 + conv_density)[:, None] * np.exp(rng.normal(0, 0.1, (n, cells)))
+        rel = 0.05 * np.exp(-REL_SLOPE * depth[None, :] * z[:, None] + rng.normal(0, noise, (n, cells)))
+        return rel * scale, rel, scale  # (n, cells) each
+
+    fsp_after, rel_after, scale_after = per_cell(0.1)
+    fsp_bef, rel_bef, scale_bef = per_cell(0.3)
+    kept = np.ones(n, dtype=bool)
+    if fsp_keep is not None:
+        order = np.argsort(fsp_bef.mean(axis=1), kind="stable")
+        kept[:] = False
+        kept[order[: int(np.ceil(fsp_keep * n))]] = True
+    records: list[dict[str, Any]] = []
+    for i, (g, budget) in enumerate(drawn):
+        on = bool(kept[i])
+        r: dict[str, Any] = {
+            "id": i, "genotype": str(g), "bits": [int(b) for b in bits[i]], "budget": budget,
+            "density": float(g.density()), "convs": float(convs[i]), "direct_convs": float(direct[i]),
+            "params": int(params[i]), "flops": int(params[i]) * 64,
+            "clean_acc": float(clean[i]) if on else None, "pgd_acc": float(pgd[i]) if on else None,
+            "clean_acc_before_finetune": float(clean_before[i]), "pgd_acc_before_finetune": float(pgd_before[i]),
+            "seconds_pgd_before": float(0.5 + rng.uniform(0, 0.1)),
+            "seconds_finetune": float(10.0 + rng.uniform(0, 1)) if on else None,
+            "seed": 1000 + i, "config_hash": "0123456789abcdef", "versions": {"robnet": "0.1.0"},
+            "rank": i % world_size,
+        }
+        if fsp:
+            r.update({
+                "fsp": fsp_after[i].tolist() if on else None, "fsp_before_finetune": fsp_bef[i].tolist(),
+                "fsp_rel": rel_after[i].tolist() if on else None, "fsp_rel_before_finetune": rel_bef[i].tolist(),
+                "fsp_scale": scale_after[i].tolist() if on else None,
+                "fsp_scale_before_finetune": scale_bef[i].tolist(),
+                "filtered_out": not on, "seconds_fsp": float(0.2 + rng.uniform(0, 0.05)),
+            })
+        if proxies:
+            r.update({
+                "proxy_grad_norm": float(5.0 + 20.0 * pgd[i] + rng.normal(0, 1.0)),
+                "proxy_synflow": float(np.log(params[i]) + rng.normal(0, 0.01)),
+                "proxy_naswot": float(rng.normal(100.0, 5.0)),
+                "seconds_grad_norm": float(0.05 + rng.uniform(0, 0.01)),
+                "seconds_synflow": float(0.03 + rng.uniform(0, 0.01)),
+                "seconds_naswot": float(0.04 + rng.uniform(0, 0.01)),
+            })
+        records.append(r)
+    return records
