@@ -1,7 +1,9 @@
 """Streaming clean-vs-adversarial FSP scoring (Guo et al. 2020, Finding #3; FSP: Yim et al. 2017).
 
 For every selected cell l, L_l = (1/N) sum_x || G_l(x) - G_l(x_adv) ||_F^2 with
-G_l(x) = (1/(h w)) sum_{s,t} F_in[:, s, t] (outer) F_out[:, s, t].
+G_l(x) = (1/(h w)) sum_{s,t} F_in[:, s, t] (outer) F_out[:, s, t]. From the same einsum come the
+scale-free relative distance r_l(x) = || G_l(x) - G_l(x_adv) ||_F^2 / || G_l(x) ||_F^2 and the
+activation scale || G_l(x) ||_F^2 (SPEC §5: the raw distance largely tracks activation scale).
 
 Each batch runs once through the network as ``cat([x, x_adv])`` under ``torch.no_grad``; a hook on
 every cell computes G for both halves with one einsum and adds the per-sample distances to
@@ -22,14 +24,21 @@ import torch
 from torch import nn
 
 from .capture import CellSpec, capture_cells, resolve_cells, unwrap_model
-from .fsp import fsp_pair_distance
+from .fsp import fsp_pair_terms
 
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
 class CellScore:
-    """FSP distance statistics of one cell over the scored samples."""
+    """FSP distance statistics of one cell over the scored samples.
+
+    ``fsp_mean``/``fsp_std``: mean and (population) standard deviation over samples of the raw
+    distance || G(x) - G(x_adv) ||_F^2. ``fsp_rel_mean``/``fsp_rel_std``: the same for the
+    relative distance || G(x) - G(x_adv) ||_F^2 / || G(x) ||_F^2 (per sample, then averaged; NaN
+    if some sample's clean G is exactly zero). ``scale_mean``: mean of || G(x) ||_F^2 over the
+    clean samples.
+    """
 
     name: str
     depth: int
@@ -38,6 +47,9 @@ class CellScore:
     hw: tuple[int, int]
     fsp_mean: float
     fsp_std: float
+    fsp_rel_mean: float
+    fsp_rel_std: float
+    scale_mean: float
 
     @property
     def fsp_mean_normalized(self) -> float:
@@ -47,7 +59,8 @@ class CellScore:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "depth": self.depth, "c_in": self.c_in, "c_out": self.c_out,
                 "hw": list(self.hw), "fsp_mean": self.fsp_mean, "fsp_std": self.fsp_std,
-                "fsp_mean_normalized": self.fsp_mean_normalized}
+                "fsp_mean_normalized": self.fsp_mean_normalized, "fsp_rel_mean": self.fsp_rel_mean,
+                "fsp_rel_std": self.fsp_rel_std, "scale_mean": self.scale_mean}
 
 
 @dataclass
@@ -70,6 +83,18 @@ class FSPReport:
         deep = self.cells[-k:]
         return sum(c.fsp_mean for c in deep) / len(deep)
 
+    def fsp(self) -> list[float]:
+        """Raw FSP distance L_l of every cell, in network order."""
+        return [c.fsp_mean for c in self.cells]
+
+    def fsp_rel(self) -> list[float]:
+        """Mean relative FSP distance of every cell, in network order."""
+        return [c.fsp_rel_mean for c in self.cells]
+
+    def fsp_scale(self) -> list[float]:
+        """Mean clean activation scale || G(x) ||_F^2 of every cell, in network order."""
+        return [c.scale_mean for c in self.cells]
+
     def to_dict(self) -> dict[str, Any]:
         return {"clean_acc": self.clean_acc, "adv_acc": self.adv_acc, "n": self.n, "attack": self.attack,
                 "seed": self.seed, "device": self.device, "versions": self.versions,
@@ -77,12 +102,13 @@ class FSPReport:
 
     def table(self) -> str:
         """Readable per-cell table."""
-        rows = [f"{'cell':<12} {'depth':>5} {'c_in':>5} {'c_out':>5} {'hw':>7} {'fsp_mean':>12} {'fsp_std':>12} "
-                f"{'normalized':>12}"]
+        rows = [f"{'cell':<12} {'depth':>5} {'c_in':>5} {'c_out':>5} {'hw':>7} {'fsp_mean':>11} {'fsp_std':>11} "
+                f"{'normalized':>11} {'relative':>11} {'scale':>11}"]
         for c in self.cells:
             hw = f"{c.hw[0]}x{c.hw[1]}"
-            rows.append(f"{c.name:<12} {c.depth:>5} {c.c_in:>5} {c.c_out:>5} {hw:>7} {c.fsp_mean:>12.5g} "
-                        f"{c.fsp_std:>12.5g} {c.fsp_mean_normalized:>12.5g}")
+            rows.append(f"{c.name:<12} {c.depth:>5} {c.c_in:>5} {c.c_out:>5} {hw:>7} {c.fsp_mean:>11.5g} "
+                        f"{c.fsp_std:>11.5g} {c.fsp_mean_normalized:>11.5g} {c.fsp_rel_mean:>11.5g} "
+                        f"{c.scale_mean:>11.5g}")
         return "\n".join(rows)
 
     def summary(self) -> str:
@@ -109,19 +135,28 @@ class _Accumulator:
     """Per-cell running sums on the device, filled from inside the forward hooks."""
 
     def __init__(self, n_cells: int, device: torch.device) -> None:
-        self.sums = torch.zeros(n_cells, 2, dtype=torch.float64, device=device)  # (cells, [sum d, sum d^2])
+        # (cells, [sum d, sum d^2, sum r, sum r^2, sum s]): raw distance d, relative r = d / s, scale s
+        self.sums = torch.zeros(n_cells, 5, dtype=torch.float64, device=device)
         self.counts = [0] * n_cells  # samples accumulated per cell
         self.shapes: list[tuple[int, int, tuple[int, int]] | None] = [None] * n_cells
         self.split = 0
 
     def __call__(self, name: str, index: int, f_in: torch.Tensor, f_out: torch.Tensor) -> None:
-        d = fsp_pair_distance(f_in, f_out, split=self.split).double()  # (N,)
-        self.sums[index, 0] += d.sum()
-        self.sums[index, 1] += d.square().sum()
+        d, s = fsp_pair_terms(f_in, f_out, split=self.split)  # (N,), (N,)
+        d, s = d.double(), s.double()
+        r = d / s
+        self.sums[index] += torch.stack([d.sum(), d.square().sum(), r.sum(), r.square().sum(), s.sum()])
         self.counts[index] += d.numel()
         if self.shapes[index] is None:
             hw = (min(f_in.shape[2], f_out.shape[2]), min(f_in.shape[3], f_out.shape[3]))
             self.shapes[index] = (f_in.shape[1], f_out.shape[1], hw)
+
+
+def _mean_std(total: float, total_sq: float, count: int) -> tuple[float, float]:
+    """Mean and population std from running sums (NaN/inf propagate: a NaN sample stays visible)."""
+    mean = total / count
+    var = total_sq / count - mean * mean
+    return mean, math.nan if math.isnan(var) else math.sqrt(max(var, 0.0))
 
 
 @torch.no_grad()
@@ -181,10 +216,11 @@ def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
         shape = acc.shapes[i]
         if shape is None:  # pragma: no cover - capture_cells raises first for a cell that never ran
             raise ValueError(f"cell {name!r} never ran")
-        mean = float(sums[i, 0]) / acc.counts[i]
-        var = max(float(sums[i, 1]) / acc.counts[i] - mean * mean, 0.0)
+        mean, std = _mean_std(float(sums[i, 0]), float(sums[i, 1]), acc.counts[i])
+        rel_mean, rel_std = _mean_std(float(sums[i, 2]), float(sums[i, 3]), acc.counts[i])
         results.append(CellScore(name=name, depth=i, c_in=shape[0], c_out=shape[1], hw=shape[2], fsp_mean=mean,
-                                 fsp_std=math.sqrt(var)))
+                                 fsp_std=std, fsp_rel_mean=rel_mean, fsp_rel_std=rel_std,
+                                 scale_mean=float(sums[i, 4]) / acc.counts[i]))
     import fspkit
 
     versions = {"fspkit": fspkit.__version__, "torch": torch.__version__, "python": platform.python_version()}

@@ -226,3 +226,97 @@ def test_cli_demo_runs_on_digits(capsys):
 def test_cli_without_command_prints_help(capsys):
     assert fspkit_main([]) == 2
     assert "score" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- scale-free FSP fields
+def test_relative_distance_and_scale_equal_two_pass():
+    from fspkit.fsp import fsp_relative_distance
+
+    model = tiny()
+    data = batches(2)
+    _warm_bn(model, data)
+    model.eval()
+    report = score(model, data, attack)
+    rel: dict[str, list[torch.Tensor]] = {}
+    scale: dict[str, list[torch.Tensor]] = {}
+    for x, y in data:
+        x_adv = attack(model, x, y)
+        with torch.no_grad(), capture_cells(model) as cap_c:
+            model(x)
+        with torch.no_grad(), capture_cells(model) as cap_a:
+            model(x_adv)
+        for (name, fi, fo), (_, ai, ao) in zip(cap_c.features, cap_a.features, strict=True):
+            g_clean, g_adv = fsp_matrix(fi, fo), fsp_matrix(ai, ao)
+            rel.setdefault(name, []).append(fsp_relative_distance(g_clean, g_adv))
+            scale.setdefault(name, []).append(g_clean.square().sum(dim=(1, 2)))
+    for cell in report.cells:
+        r = torch.cat(rel[cell.name]).double()
+        s = torch.cat(scale[cell.name]).double()
+        assert cell.fsp_rel_mean == pytest.approx(float(r.mean()), rel=1e-5)
+        assert cell.fsp_rel_std == pytest.approx(float(r.std(unbiased=False)), rel=1e-3, abs=1e-12)
+        assert cell.scale_mean == pytest.approx(float(s.mean()), rel=1e-5)
+        assert cell.fsp_rel_mean > 0 and cell.scale_mean > 0
+    assert report.fsp() == [c.fsp_mean for c in report.cells]
+    assert report.fsp_rel() == [c.fsp_rel_mean for c in report.cells]
+    assert report.fsp_scale() == [c.scale_mean for c in report.cells]
+    assert len(report.fsp_rel()) == 4
+
+
+def test_relative_fields_in_dict_csv_and_table():
+    report = score(tiny(), batches(1), lambda m, x, y: x.clone())
+    assert report.fsp_rel() == [0.0] * 4 and report.fsp() == [0.0] * 4  # identical inputs: r = d = 0
+    assert all(s > 0 for s in report.fsp_scale())
+    cell = report.to_dict()["cells"][0]
+    assert cell["fsp_rel_mean"] == 0.0 and cell["fsp_rel_std"] == 0.0
+    assert cell["scale_mean"] == report.cells[0].scale_mean
+    row = report.csv_rows()[2]
+    assert list(row)[:7] == ["name", "depth", "c_in", "c_out", "hw", "fsp_mean", "fsp_std"]  # old columns first
+    assert {"fsp_rel_mean", "fsp_rel_std", "scale_mean"} <= set(row)
+    lines = report.table().splitlines()
+    assert lines[0].split() == ["cell", "depth", "c_in", "c_out", "hw", "fsp_mean", "fsp_std", "normalized",
+                                "relative", "scale"]
+    assert len(lines) == 5 and all(len(line) <= 110 for line in lines)
+    assert lines[1].split()[-2] == "0" and float(lines[1].split()[-1]) == pytest.approx(report.cells[0].scale_mean,
+                                                                                       rel=1e-4)
+
+
+def test_scaling_the_output_layer_changes_raw_not_relative_distance():
+    # A cell whose output is multiplied by c (F_out -> c F_out, F_in = the image, unchanged) has
+    # G -> c G on both halves: raw distance and scale grow by c^2, the relative distance does not.
+    from torch import nn
+
+    class Scaled(nn.Module):
+        is_cell = True
+
+        def __init__(self, c: float) -> None:
+            super().__init__()
+            self.c = c
+            self.conv = nn.Conv2d(3, 5, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.c * torch.relu(self.conv(x))
+
+    class Net(nn.Module):
+        def __init__(self, c: float) -> None:
+            super().__init__()
+            self.block = Scaled(c)
+            self.head = nn.Linear(5, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.block(x).mean(dim=(2, 3)))
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        base = Net(1.0)
+    big = Net(7.0)
+    big.load_state_dict(base.state_dict())
+    data = batches(1, bs=4, hw=8)
+    noise = torch.Generator().manual_seed(9)
+    x_adv = (data[0][0] + 0.05 * torch.randn(data[0][0].shape, generator=noise)).clamp(0, 1)
+    fixed = lambda m, x, y: x_adv  # noqa: E731 - the same adversarial batch for both models
+    r1 = score(base, data, fixed).cells[0]
+    r7 = score(big, data, fixed).cells[0]
+    assert r7.fsp_mean == pytest.approx(49 * r1.fsp_mean, rel=1e-5)
+    assert r7.scale_mean == pytest.approx(49 * r1.scale_mean, rel=1e-5)
+    assert r7.fsp_rel_mean == pytest.approx(r1.fsp_rel_mean, rel=1e-5)
+    assert r1.fsp_rel_mean > 0
