@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _attack(args: argparse.Namespace, device: Any) -> tuple[Any, dict[str, Any]]:
     import torch
 
-    from robnet.attacks import fgsm, parse_fraction, pgd
+    from robnet.attack_spec import parse_fraction
+    from robnet.attacks import fgsm, pgd
 
     eps = parse_fraction(args.eps)
     if args.attack == "none":
@@ -136,8 +137,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     import robnet
     from robnet.attacks import pgd
-    from robnet.data import DeviceLoader, load_memory_dataset, train_val_split
+    from robnet.data import load_memory_dataset
     from robnet.genotype import ROBNET_LARGE, sample
+    from robnet.loader import DeviceLoader, train_val_split
     from robnet.train import TrainConfig, train
 
     from .score import score

@@ -1,10 +1,14 @@
-"""Adversarial attacks in [0, 1] pixel space: FGSM, PGD (L-inf and L2), MI-FGSM, DeepFool, transfer.
+"""Adversarial attacks in [0, 1] pixel space: FGSM, PGD (L-inf and L2), MI-FGSM, DeepFool.
 
 Every attack is a stateless function ``attack(model, x, y, *, settings) -> x_adv`` (foolbox's
-shape). Shared contract:
+shape). The spec language that names them (``pgd20:eps=4/255``), their recorded configuration
+and the name -> function table live in :mod:`robnet.attack_spec`. Shared contract:
 
 - ``x`` holds images in [0, 1]; a model that wants mean/std normalization has it as its first
-  layer (SPEC §1). ``x`` outside [0, 1] raises, naming the range found.
+  layer (SPEC §1). ``x`` outside [0, 1] (or NaN) raises, naming the range found.
+- ``y`` holds class indices in ``[0, num_classes)``, where ``num_classes`` is the width of the
+  model's logits. A label outside raises: -100, cross-entropy's ``ignore_index``, would otherwise
+  give that row a zero gradient, so the attack would silently leave it alone.
 - The result is a new, detached tensor of ``x``'s shape and dtype, inside the eps-ball around
   ``x`` and inside [0, 1]. ``x`` itself is never modified.
 - The model's train/eval mode is never changed: the caller decides (see :mod:`robnet.modes`).
@@ -20,30 +24,29 @@ shape). Shared contract:
   d loss_i / d x_i, independent of the batch size. Every update here normalises the gradient per
   sample (sign, L1 or L2), so with "mean" the iterates would be the same in exact arithmetic, but
   the gradients would shrink by 1/N, toward underflow under low-precision autocast for large N.
-- Autocast is left as the caller set it (bf16 autocast speeds the forward/backward on GPUs); the
-  update itself is computed in ``x``'s dtype, since the gradient w.r.t. ``x_adv`` comes back in it.
+- Autocast is left as the caller set it; the update itself is computed in ``x``'s dtype, since
+  the gradient w.r.t. ``x_adv`` comes back in it. Reported robust accuracies should come from
+  float32 attacks: bf16 autocast during the attack can mask gradients (SPEC §3).
 - Gradient computation is enabled inside the attack, so attacks may be called under
   ``torch.no_grad()`` (not under ``torch.inference_mode()``).
 
-Hot path (PGD is the inner loop of adversarial training and of evaluation): the loop issues no
-host synchronisation (no ``.item()``, no Python branch on tensor values), updates the adversarial
-tensor in place, and projects with ``clamp`` against bounds precomputed once:
-``lo = max(x - eps, 0)``, ``hi = min(x + eps, 1)``, the intersection of the eps-ball and [0, 1].
+Hot path (PGD is the inner loop of adversarial training and of evaluation): the input checks
+read their statistics (x's range, y's range, the explicit start's range) in one host
+synchronisation per call; the loop issues none (no ``.item()``, no Python branch on tensor
+values), updates the adversarial tensor in place, and projects with ``clamp`` against bounds
+precomputed once: ``lo = max(x - eps, 0)``, ``hi = min(x + eps, 1)``, the intersection of the
+eps-ball and [0, 1].
 
-Settings of the paper (SPEC §3) are in :func:`parse_attack`: L-inf eps 8/255, step 2/255,
-uniform random start, PGD-7 for training, PGD-20/100 for evaluation, FGSM (one step of eps),
-MI-FGSM (decay 1.0, 20 steps of 2/255, no random start), DeepFool (overshoot 0.02, 50 iterations,
-10 candidate classes, scored after projection into the eps-ball).
+Settings of the paper (SPEC §3), as :func:`robnet.attack_spec.parse_attack` gives them: L-inf
+eps 8/255, step 2/255, uniform random start, PGD-7 for training, PGD-20/100 for evaluation, FGSM
+(one step of eps), MI-FGSM (decay 1.0, 20 steps of 2/255, no random start), DeepFool (overshoot
+0.02, 50 iterations, 10 candidate classes, scored after projection into the eps-ball).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import math
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -52,35 +55,29 @@ from torch import Tensor, nn
 from .modes import frozen_params
 
 __all__ = [
-    "ATTACK_NAMES",
-    "AttackConfig",
     "AttackFn",
     "deepfool",
     "fgsm",
-    "format_attack",
-    "make_attack",
     "mifgsm",
-    "parse_attack",
-    "parse_fraction",
+    "no_attack",
     "pgd",
     "pgd_l2",
-    "transfer",
 ]
 
 AttackFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
 """An attack with its settings bound: ``attack(model, x, y) -> x_adv``."""
 
-ATTACK_NAMES = ("none", "fgsm", "pgd", "pgd_l2", "mifgsm", "deepfool")
 _NORMS = ("inf", "2")
 # Step added to DeepFool's minimal linearised step, as in Moosavi-Dezfooli et al.'s reference code.
 _DEEPFOOL_STEP_TOL = 1e-4
+# Rounding slack for an explicit L2 start: per-row norms computed in float32 may exceed 1 by a few ulps.
+_L2_NOISE_SLACK = 1e-5
 
 
 # ----------------------------------------------------------------------------- validation
 
 
-def _check_inputs(name: str, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    """Validate the common arguments; return ``y`` as int64 on ``x``'s device."""
+def _check_types(name: str, model: nn.Module, x: Tensor, y: Tensor) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"{name}: model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(x, Tensor):
@@ -110,16 +107,70 @@ def _check_inputs(name: str, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
             f"{name}: cannot compute input gradients inside torch.inference_mode(). "
             "Hint: use torch.no_grad() around the evaluation loop instead; attacks re-enable gradients."
         )
-    if x.numel() > 0:
-        # One host sync per call, outside the attack loop.
-        lo, hi = torch.stack(torch.aminmax(x.detach())).tolist()
-        if not (lo >= 0.0 and hi <= 1.0):  # also false for NaN
+
+
+def _noise_stat(name: str, noise: Tensor | None, x: Tensor, random_start: bool, norm: str) -> Tensor | None:
+    """Check an explicit random start's type and shape; return its size statistic on the device
+    (max |noise| for L-inf, the largest per-row L2 norm for L2; NaN propagates), read later."""
+    if noise is None:
+        return None
+    if not random_start:
+        raise ValueError(f"{name}: noise was given but random_start=False. "
+                         "Hint: drop noise or set random_start=True")
+    if not isinstance(noise, Tensor) or noise.shape != x.shape:
+        got = tuple(noise.shape) if isinstance(noise, Tensor) else type(noise).__name__
+        raise ValueError(f"{name}: noise must be a tensor of x's shape {tuple(x.shape)}, got {got}")
+    if not noise.is_floating_point():
+        raise TypeError(f"{name}: noise must be a floating-point tensor, got dtype {noise.dtype}")
+    n = noise.detach()
+    if norm == "inf":
+        return n.abs().amax()
+    return torch.linalg.vector_norm(n.flatten(1), ord=2, dim=1).amax()
+
+
+def _check_inputs(name: str, model: nn.Module, x: Tensor, y: Tensor, *, noise: Tensor | None = None,
+                  random_start: bool = True, norm: str = "inf") -> tuple[Tensor, int]:
+    """Validate the common arguments in one host sync.
+
+    Returns:
+        ``y`` as int64 on ``x``'s device, and its largest label (-1 for an empty batch), which
+        :func:`_logits` compares with the model's number of classes.
+    """
+    _check_types(name, model, x, y)
+    stat = _noise_stat(name, noise, x, random_start, norm)
+    if x.numel() == 0 or y.numel() == 0:
+        return y.to(device=x.device, dtype=torch.long), -1
+    # float64 holds every label and every pixel exactly (float32 on MPS, which lacks float64).
+    wide = torch.float32 if x.device.type == "mps" else torch.float64
+    parts = [torch.stack(torch.aminmax(x.detach())).to(wide),
+             torch.stack(torch.aminmax(y.detach())).to(device=x.device, dtype=wide)]
+    if stat is not None:
+        parts.append(stat.to(device=x.device, dtype=wide).reshape(1))
+    values = torch.cat(parts).tolist()  # the one host sync per call, outside the attack loop
+    lo, hi, y_lo, y_hi = values[:4]
+    if not (lo >= 0.0 and hi <= 1.0):  # also false for NaN
+        raise ValueError(
+            f"{name}: x must lie in [0, 1] (pixel space), got values in [{lo:.6g}, {hi:.6g}]. "
+            "Hint: mean/std normalization belongs inside the model (as its first layer), "
+            "never in the data or the attack."
+        )
+    if y_lo < 0:
+        raise ValueError(
+            f"{name}: y must hold class indices in [0, num_classes), got a label {int(y_lo)}. "
+            "Hint: -100 is cross-entropy's ignore_index: such a row gets no gradient and would be "
+            "left unattacked; drop those rows instead."
+        )
+    if stat is not None:
+        limit = 1.0 if norm == "inf" else 1.0 + _L2_NOISE_SLACK
+        size = values[4]
+        if not size <= limit:  # also true for NaN
+            what = "max |noise|" if norm == "inf" else "the largest per-row L2 norm of noise"
             raise ValueError(
-                f"{name}: x must lie in [0, 1] (pixel space), got values in [{lo:.6g}, {hi:.6g}]. "
-                "Hint: mean/std normalization belongs inside the model (as its first layer), "
-                "never in the data or the attack."
+                f"{name}: noise is the random start in units of eps and must be finite with "
+                f"{'|noise| <= 1' if norm == 'inf' else 'per-row L2 norm <= 1'}, got {what} = {size:.6g}. "
+                "Hint: draw it as 2 * torch.rand_like(x) - 1 (L-inf) or scale it into the unit ball (L2)"
             )
-    return y.to(device=x.device, dtype=torch.long)
+    return y.to(device=x.device, dtype=torch.long), int(y_hi)
 
 
 def _check_number(name: str, what: str, value: object, *, allow_inf: bool = False) -> float:
@@ -140,15 +191,21 @@ def _check_steps(name: str, steps: object) -> int:
     return steps
 
 
-def _check_noise(name: str, noise: Tensor | None, x: Tensor, random_start: bool) -> None:
-    if noise is None:
-        return
-    if not random_start:
-        raise ValueError(f"{name}: noise was given but random_start=False. "
-                         "Hint: drop noise or set random_start=True")
-    if not isinstance(noise, Tensor) or noise.shape != x.shape:
-        got = tuple(noise.shape) if isinstance(noise, Tensor) else type(noise).__name__
-        raise ValueError(f"{name}: noise must be a tensor of x's shape {tuple(x.shape)}, got {got}")
+def _logits(name: str, model: nn.Module, x: Tensor, y_hi: int) -> Tensor:
+    """``model(x)``, checked against the labels: (N, classes) with every label below ``classes``.
+
+    Shapes only: no host sync.
+    """
+    logits = model(x)
+    if not isinstance(logits, Tensor) or logits.dim() != 2:
+        got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(f"{name}: the model must return logits of shape (N, classes), got {got}")
+    if y_hi >= logits.shape[1]:
+        raise ValueError(
+            f"{name}: y must hold class indices in [0, num_classes), got a label {y_hi} but the model has "
+            f"{logits.shape[1]} classes. Hint: the model and the data disagree on the number of classes"
+        )
+    return logits
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -164,9 +221,9 @@ def _row_view(v: Tensor, x: Tensor) -> Tensor:
     return v.view(-1, *([1] * (x.dim() - 1)))
 
 
-def _input_grad(model: nn.Module, x_adv: Tensor, y: Tensor) -> Tensor:
+def _input_grad(name: str, model: nn.Module, x_adv: Tensor, y: Tensor, y_hi: int) -> Tensor:
     """d/dx of the summed cross-entropy; ``x_adv`` is a leaf with ``requires_grad``."""
-    loss = F.cross_entropy(model(x_adv), y, reduction="sum")
+    loss = F.cross_entropy(_logits(name, model, x_adv, y_hi), y, reduction="sum")
     (grad,) = torch.autograd.grad(loss, x_adv)
     return grad
 
@@ -202,6 +259,16 @@ def _project_l2_(x_adv: Tensor, x: Tensor, eps: float) -> Tensor:
 # ----------------------------------------------------------------------------- attacks
 
 
+def no_attack(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """The clean evaluation as an attack: a detached copy of ``x``, after the same input checks.
+
+    Raises:
+        TypeError, ValueError: as the other attacks, for the model, x and y.
+    """
+    _check_inputs("none", model, x, y)
+    return x.detach().clone()
+
+
 def fgsm(model: nn.Module, x: Tensor, y: Tensor, *, eps: float) -> Tensor:
     """Fast Gradient Sign Method (Goodfellow et al. 2015), L-inf.
 
@@ -218,9 +285,9 @@ def fgsm(model: nn.Module, x: Tensor, y: Tensor, *, eps: float) -> Tensor:
 
     Raises:
         TypeError: non-floating x, non-integer y, non-number eps.
-        ValueError: x outside [0, 1], eps < 0, batch sizes that differ.
+        ValueError: x outside [0, 1], a label outside [0, classes), eps < 0, batch sizes that differ.
     """
-    y = _check_inputs("fgsm", model, x, y)
+    y, y_hi = _check_inputs("fgsm", model, x, y)
     eps = _check_number("fgsm", "eps", eps, allow_inf=True)
     x = x.detach()
     if x.shape[0] == 0:
@@ -228,7 +295,7 @@ def fgsm(model: nn.Module, x: Tensor, y: Tensor, *, eps: float) -> Tensor:
     lo, hi = _linf_bounds(x, eps)
     x_adv = x.clone().requires_grad_(True)
     with frozen_params(model), torch.enable_grad():
-        grad = _input_grad(model, x_adv, y)
+        grad = _input_grad("fgsm", model, x_adv, y, y_hi)
     out = x_adv.detach_()
     return out.add_(grad.sign_(), alpha=eps).clamp_(lo, hi)
 
@@ -257,21 +324,21 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, step_size: float,
         random_start: start from a uniform point of the eps-ball.
         generator: source of the random start (see :func:`_rand` for devices); ``None`` uses
             torch's default generator.
-        noise: explicit random start in units of eps, x's shape; overrides ``generator``.
+        noise: explicit random start in units of eps (finite, values in [-1, 1]), x's shape;
+            overrides ``generator``.
 
     Returns:
         The adversarial batch (detached, x's shape and dtype).
 
     Raises:
         TypeError: non-floating x, non-integer y, non-number settings.
-        ValueError: x outside [0, 1], eps/step_size/steps < 0, batch sizes that differ, a ``noise``
-            of the wrong shape.
+        ValueError: x outside [0, 1], a label outside [0, classes), eps/step_size/steps < 0, batch
+            sizes that differ, a ``noise`` of the wrong shape, non-finite or outside the unit ball.
     """
-    y = _check_inputs("pgd", model, x, y)
+    y, y_hi = _check_inputs("pgd", model, x, y, noise=noise, random_start=random_start, norm="inf")
     eps = _check_number("pgd", "eps", eps, allow_inf=True)
     step_size = _check_number("pgd", "step_size", step_size)
     steps = _check_steps("pgd", steps)
-    _check_noise("pgd", noise, x, random_start)
     x = x.detach()
     if x.shape[0] == 0:
         return x.clone()
@@ -289,7 +356,7 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, step_size: float,
     x_adv.requires_grad_(True)
     with frozen_params(model), torch.enable_grad():
         for _ in range(steps):
-            grad = _input_grad(model, x_adv, y)
+            grad = _input_grad("pgd", model, x_adv, y, y_hi)
             with torch.no_grad():
                 x_adv.add_(grad.sign_(), alpha=step_size).clamp_(lo, hi)
     return x_adv.detach()
@@ -320,14 +387,13 @@ def pgd_l2(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, step_size: flo
 
     Raises:
         TypeError: non-floating x, non-integer y, non-number settings.
-        ValueError: x outside [0, 1], eps/step_size/steps < 0, batch sizes that differ, a ``noise``
-            of the wrong shape.
+        ValueError: x outside [0, 1], a label outside [0, classes), eps/step_size/steps < 0, batch
+            sizes that differ, a ``noise`` of the wrong shape, non-finite or outside the unit ball.
     """
-    y = _check_inputs("pgd_l2", model, x, y)
+    y, y_hi = _check_inputs("pgd_l2", model, x, y, noise=noise, random_start=random_start, norm="2")
     eps = _check_number("pgd_l2", "eps", eps)
     step_size = _check_number("pgd_l2", "step_size", step_size)
     steps = _check_steps("pgd_l2", steps)
-    _check_noise("pgd_l2", noise, x, random_start)
     x = x.detach()
     if x.shape[0] == 0:
         return x.clone()
@@ -346,7 +412,7 @@ def pgd_l2(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, step_size: flo
     x_adv.requires_grad_(True)
     with frozen_params(model), torch.enable_grad():
         for _ in range(steps):
-            grad = _input_grad(model, x_adv, y)
+            grad = _input_grad("pgd_l2", model, x_adv, y, y_hi)
             with torch.no_grad():
                 grad.div_(_row_view(_l2_norms(grad).clamp_min_(tiny), x))
                 _project_l2_(x_adv.add_(grad, alpha=step_size), x, eps)
@@ -378,9 +444,10 @@ def mifgsm(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, step_size: flo
 
     Raises:
         TypeError: non-floating x, non-integer y, non-number settings.
-        ValueError: x outside [0, 1], eps/step_size/steps/decay < 0, batch sizes that differ.
+        ValueError: x outside [0, 1], a label outside [0, classes), eps/step_size/steps/decay < 0,
+            batch sizes that differ.
     """
-    y = _check_inputs("mifgsm", model, x, y)
+    y, y_hi = _check_inputs("mifgsm", model, x, y)
     eps = _check_number("mifgsm", "eps", eps, allow_inf=True)
     step_size = _check_number("mifgsm", "step_size", step_size)
     steps = _check_steps("mifgsm", steps)
@@ -394,7 +461,7 @@ def mifgsm(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, step_size: flo
     tiny = torch.finfo(x.dtype).tiny
     with frozen_params(model), torch.enable_grad():
         for _ in range(steps):
-            grad = _input_grad(model, x_adv, y)
+            grad = _input_grad("mifgsm", model, x_adv, y, y_hi)
             with torch.no_grad():
                 l1 = grad.abs().flatten(1).sum(dim=1).clamp_min_(tiny)  # (N,)
                 momentum.mul_(decay).add_(grad.div_(_row_view(l1, x)))
@@ -437,10 +504,10 @@ def deepfool(model: nn.Module, x: Tensor, y: Tensor, *, steps: int = 50, oversho
 
     Raises:
         TypeError: non-floating x, non-integer y, non-number settings.
-        ValueError: x outside [0, 1], steps/overshoot/eps < 0, num_candidates < 2, unknown norm,
-            batch sizes that differ.
+        ValueError: x outside [0, 1], a label outside [0, classes), steps/overshoot/eps < 0,
+            num_candidates < 2, unknown norm, batch sizes that differ.
     """
-    y = _check_inputs("deepfool", model, x, y)
+    y, y_hi = _check_inputs("deepfool", model, x, y)
     steps = _check_steps("deepfool", steps)
     overshoot = _check_number("deepfool", "overshoot", overshoot)
     if isinstance(num_candidates, bool) or not isinstance(num_candidates, int):
@@ -461,8 +528,8 @@ def deepfool(model: nn.Module, x: Tensor, y: Tensor, *, steps: int = 50, oversho
     dual = 1.0 if norm == "inf" else 2.0
     with frozen_params(model), torch.enable_grad():
         with torch.no_grad():
-            logits0 = model(x)
-        if logits0.dim() != 2 or logits0.shape[1] < 2:
+            logits0 = _logits("deepfool", model, x, y_hi)
+        if logits0.shape[1] < 2:
             raise ValueError(f"deepfool: the model must return logits of shape (N, classes >= 2), "
                              f"got {tuple(logits0.shape)}")
         k = min(num_candidates, logits0.shape[1])
@@ -508,291 +575,3 @@ def deepfool(model: nn.Module, x: Tensor, y: Tensor, *, steps: int = 50, oversho
         elif math.isfinite(eps):
             _project_l2_(x_adv, x, eps)
     return x_adv
-
-
-def transfer(source: nn.Module, target: nn.Module, x: Tensor, y: Tensor,
-             attack: AttackFn) -> tuple[Tensor, Tensor]:
-    """Transfer (black-box) evaluation: craft on ``source``, score on ``target`` (paper Table 2).
-
-    Neither model's mode is changed; put both in eval mode first for the paper's protocol. The
-    target sees only the finished adversarial batch (no gradient from it is used).
-
-    Args:
-        source: the model the attack differentiates.
-        target: the model that is scored.
-        x: images in [0, 1], shape (N, ...).
-        y: class indices, shape (N,).
-        attack: ``attack(model, x, y) -> x_adv``, e.g. from :func:`make_attack`.
-
-    Returns:
-        ``(x_adv, correct)``: the adversarial batch and a bool tensor (N,) that is True where
-        ``target`` still predicts y on it (its mean is the transfer accuracy).
-
-    Raises:
-        TypeError, ValueError: as the attacks, for x, y and the models.
-    """
-    y = _check_inputs("transfer", source, x, y)
-    if not isinstance(target, nn.Module):
-        raise TypeError(f"transfer: target must be a torch.nn.Module, got {type(target).__name__}")
-    x_adv = attack(source, x, y)
-    with torch.no_grad():
-        correct = target(x_adv).argmax(dim=1) == y
-    return x_adv, correct
-
-
-def _no_attack(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    _check_inputs("none", model, x, y)
-    return x.detach().clone()
-
-
-# ----------------------------------------------------------------------------- configuration
-
-
-@dataclass(frozen=True, kw_only=True)
-class AttackConfig:
-    """An attack and its settings, as recorded (``dataclasses.asdict``) in every results record.
-
-    Fields an attack does not use are kept as given and ignored by it: ``decay`` is MI-FGSM's,
-    ``overshoot``/``num_candidates``/``norm`` are DeepFool's (``norm`` must also be "2" for
-    ``pgd_l2`` and "inf" for the L-inf attacks), ``random_start`` is PGD's, FGSM uses only eps.
-    For DeepFool, ``eps`` is the radius of the final projection (``math.inf``: none).
-
-    Attributes:
-        name: one of :data:`ATTACK_NAMES` ("none" is the clean evaluation).
-        eps: radius of the threat model (L-inf unless ``norm == "2"``).
-        step_size: size of each step (L-inf: per pixel; L2: per sample).
-        steps: number of steps (DeepFool: maximum number of linearisations).
-        random_start: PGD's uniform start in the ball.
-        decay: MI-FGSM's momentum decay.
-        overshoot: DeepFool's overshoot.
-        num_candidates: DeepFool's candidate classes.
-        norm: "inf" or "2".
-    """
-
-    name: str
-    eps: float = 8 / 255
-    step_size: float = 2 / 255
-    steps: int = 20
-    random_start: bool = True
-    decay: float = 1.0
-    overshoot: float = 0.02
-    num_candidates: int = 10
-    norm: str = "inf"
-
-    def __post_init__(self) -> None:
-        if self.name not in ATTACK_NAMES:
-            close = difflib.get_close_matches(str(self.name), ATTACK_NAMES, n=2)
-            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-            raise ValueError(f"AttackConfig: unknown attack name {self.name!r}; expected one of "
-                             f"{', '.join(ATTACK_NAMES)}.{hint}")
-        what = f"AttackConfig({self.name})"
-        _check_number(what, "eps", self.eps, allow_inf=True)
-        _check_number(what, "step_size", self.step_size)
-        _check_steps(what, self.steps)
-        _check_number(what, "decay", self.decay)
-        _check_number(what, "overshoot", self.overshoot)
-        if not isinstance(self.random_start, bool):
-            raise TypeError(f"{what}: random_start must be a bool, got {type(self.random_start).__name__}")
-        if isinstance(self.num_candidates, bool) or not isinstance(self.num_candidates, int):
-            raise TypeError(f"{what}: num_candidates must be an int, "
-                            f"got {type(self.num_candidates).__name__}")
-        if self.num_candidates < 2:
-            raise ValueError(f"{what}: num_candidates must be >= 2, got {self.num_candidates}")
-        if self.norm not in _NORMS:
-            raise ValueError(f"{what}: norm must be 'inf' or '2', got {self.norm!r}")
-        if self.name == "pgd_l2" and self.norm != "2":
-            raise ValueError(f"{what}: pgd_l2 is an L2 attack, so norm must be '2', got {self.norm!r}. "
-                             "Hint: AttackConfig(name='pgd_l2', norm='2', eps=0.5, ...) or "
-                             "parse_attack('pgd20_l2')")
-        if self.name in ("fgsm", "pgd", "mifgsm") and self.norm != "inf":
-            raise ValueError(f"{what}: {self.name} is an L-inf attack, so norm must be 'inf', got "
-                             f"{self.norm!r}. Hint: use name='pgd_l2' or 'deepfool' for L2")
-        if self.name == "pgd_l2" and math.isinf(self.eps):
-            raise ValueError(f"{what}: pgd_l2 needs a finite eps, got {self.eps}")
-
-
-def make_attack(cfg: AttackConfig, *, generator: torch.Generator | None = None) -> AttackFn:
-    """Bind a config to its attack function: ``make_attack(cfg)(model, x, y) -> x_adv``.
-
-    Args:
-        cfg: the attack and its settings.
-        generator: random-start source for PGD (ignored by the other attacks).
-
-    Returns:
-        A callable ``(model, x, y) -> x_adv``.
-    """
-    if not isinstance(cfg, AttackConfig):
-        raise TypeError(f"make_attack: expected an AttackConfig, got {type(cfg).__name__}. "
-                        "Hint: parse_attack('pgd20') builds one from a string")
-    c = cfg
-    if c.name == "none":
-        return _no_attack
-    if c.name == "fgsm":
-        def run_fgsm(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-            return fgsm(model, x, y, eps=c.eps)
-        return run_fgsm
-    if c.name in ("pgd", "pgd_l2"):
-        fn = pgd if c.name == "pgd" else pgd_l2
-
-        def run_pgd(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-            return fn(model, x, y, eps=c.eps, step_size=c.step_size, steps=c.steps,
-                      random_start=c.random_start, generator=generator)
-        return run_pgd
-    if c.name == "mifgsm":
-        def run_mifgsm(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-            return mifgsm(model, x, y, eps=c.eps, step_size=c.step_size, steps=c.steps, decay=c.decay)
-        return run_mifgsm
-
-    def run_deepfool(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        return deepfool(model, x, y, steps=c.steps, overshoot=c.overshoot, num_candidates=c.num_candidates,
-                        norm=c.norm, eps=None if math.isinf(c.eps) else c.eps)
-    return run_deepfool
-
-
-def parse_fraction(text: str) -> float:
-    """Parse a number written as a decimal or a fraction: "8/255", "0.03137", "8/255.", "inf".
-
-    Raises:
-        TypeError: ``text`` is not a string.
-        ValueError: anything else, with a hint.
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"parse_fraction: expected a string, got {type(text).__name__}")
-    hint = "Hint: write a decimal or a fraction, e.g. '8/255' or '0.03137'"
-    parts = [p.strip() for p in text.strip().split("/")]
-    try:
-        if len(parts) == 1:
-            value = float(parts[0])
-        elif len(parts) == 2:
-            num, den = float(parts[0]), float(parts[1])
-            if den == 0.0:
-                raise ValueError(f"cannot parse {text!r}: division by zero. {hint}")
-            value = num / den
-        else:
-            raise ValueError(f"cannot parse {text!r} as a number: more than one '/'. {hint}")
-    except ValueError as err:
-        if str(err).startswith("cannot parse"):
-            raise
-        raise ValueError(f"cannot parse {text!r} as a number. {hint}") from None
-    if math.isnan(value):
-        raise ValueError(f"cannot parse {text!r}: not a number. {hint}")
-    return value
-
-
-_SPEC_RE = re.compile(r"^(?:(?P<clean>clean|none)|(?P<fgsm>fgsm)|pgd(?P<pgd>\d*)(?P<l2>_l2)?"
-                      r"|mifgsm(?P<mi>\d*)|(?P<df>deepfool)(?P<dfl2>_l2)?)$")
-_SPEC_HINT = ("expected clean, fgsm, pgd<N> (e.g. pgd20, pgd100, pgd7), pgd<N>_l2, mifgsm, deepfool or "
-              "deepfool_l2, optionally followed by ':key=value,...' "
-              "(e.g. 'pgd20:eps=4/255,random_start=false')")
-_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(AttackConfig) if f.name != "name"}
-
-
-def _base_config(head: str, spec: str) -> tuple[dict[str, object], bool]:
-    """Paper settings (SPEC §3) for a spec head; also whether step_size follows eps/steps."""
-    m = _SPEC_RE.match(head.replace("-", "").replace(" ", ""))
-    if m is None:
-        close = difflib.get_close_matches(head, ["clean", "fgsm", "pgd20", "pgd100", "pgd7", "pgd20_l2",
-                                                 "mifgsm", "deepfool", "deepfool_l2"], n=2)
-        did = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-        raise ValueError(f"parse_attack: unknown attack {spec!r}.{did} {_SPEC_HINT}")
-    if m["clean"]:
-        return {"name": "none", "eps": 0.0, "step_size": 0.0, "steps": 0, "random_start": False}, False
-    if m["fgsm"]:
-        return {"name": "fgsm", "step_size": 8 / 255, "steps": 1, "random_start": False}, True
-    if m["df"]:
-        if m["dfl2"]:
-            return {"name": "deepfool", "steps": 50, "norm": "2", "eps": 0.5, "random_start": False}, False
-        return {"name": "deepfool", "steps": 50, "random_start": False}, False
-    if m["mi"] is not None:
-        return {"name": "mifgsm", "steps": int(m["mi"] or 20), "random_start": False}, False
-    steps = int(m["pgd"] or 20)
-    if m["l2"]:
-        # Madry et al.'s step rule for L2, 2.5 * eps / steps, at the usual CIFAR L2 radius 0.5.
-        step = 2.5 * 0.5 / max(steps, 1)
-        return {"name": "pgd_l2", "norm": "2", "eps": 0.5, "steps": steps, "step_size": step}, True
-    return {"name": "pgd", "steps": steps}, False
-
-
-def parse_attack(spec: str) -> AttackConfig:
-    """Build an :class:`AttackConfig` from a CLI string with the paper's settings (SPEC §3).
-
-    ``clean`` (no attack), ``fgsm`` (one step of eps = 8/255), ``pgd<N>`` (N steps of 2/255,
-    eps 8/255, random start; ``pgd`` = ``pgd20``), ``pgd<N>_l2`` (eps 0.5, step 2.5 * eps / N),
-    ``mifgsm`` (20 steps of 2/255, decay 1.0, no random start), ``deepfool`` (L-inf, 50 steps,
-    overshoot 0.02, 10 candidates, projected into eps 8/255), ``deepfool_l2`` (projected into L2
-    eps 0.5). Any field can be overridden after a colon: ``pgd20:eps=4/255,step_size=1/255``.
-    For fgsm and pgd_l2 the step size follows an overridden eps (and steps) unless given.
-
-    Raises:
-        TypeError: ``spec`` is not a string.
-        ValueError: unknown attack, unknown key, a value that does not parse, invalid settings.
-    """
-    if not isinstance(spec, str):
-        raise TypeError(f"parse_attack: expected a string, got {type(spec).__name__}")
-    head, _, tail = spec.strip().lower().partition(":")
-    base, step_follows = _base_config(head.strip(), spec)
-    overrides: dict[str, object] = {}
-    for item in filter(None, (t.strip() for t in tail.split(","))):
-        key, sep, raw = (s.strip() for s in item.partition("="))
-        if not sep or not raw:
-            raise ValueError(f"parse_attack: override {item!r} in {spec!r} is not key=value. {_SPEC_HINT}")
-        if key not in _FIELD_TYPES:
-            close = difflib.get_close_matches(key, list(_FIELD_TYPES), n=1)
-            did = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"parse_attack: unknown setting {key!r} in {spec!r}.{did} "
-                             f"Settings: {', '.join(_FIELD_TYPES)}")
-        overrides[key] = _parse_value(key, raw, spec)
-    fields = {**base, **overrides}
-    if step_follows and "step_size" not in overrides and ("eps" in overrides or "steps" in overrides):
-        eps = float(fields["eps"])  # type: ignore[arg-type]
-        steps = int(fields["steps"])  # type: ignore[call-overload]
-        fields["step_size"] = eps if fields["name"] == "fgsm" else 2.5 * eps / max(steps, 1)
-    return AttackConfig(**fields)  # type: ignore[arg-type]
-
-
-def _parse_value(key: str, raw: str, spec: str) -> object:
-    kind = _FIELD_TYPES[key]
-    if kind == "bool":
-        table = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-        if raw not in table:
-            raise ValueError(f"parse_attack: {key}={raw!r} in {spec!r} is not a boolean. Hint: true or false")
-        return table[raw]
-    if kind == "int":
-        try:
-            return int(raw)
-        except ValueError:
-            raise ValueError(f"parse_attack: {key}={raw!r} in {spec!r} is not an integer") from None
-    if kind == "str":
-        return raw
-    return parse_fraction(raw)
-
-
-def format_attack(cfg: AttackConfig) -> str:
-    """The shortest :func:`parse_attack` spec for ``cfg``: ``parse_attack(format_attack(c)) == c``."""
-    if not isinstance(cfg, AttackConfig):
-        raise TypeError(f"format_attack: expected an AttackConfig, got {type(cfg).__name__}")
-    if cfg.name == "none":
-        head = "clean"
-    elif cfg.name in ("pgd", "pgd_l2"):
-        head = f"pgd{cfg.steps}" + ("_l2" if cfg.name == "pgd_l2" else "")
-    elif cfg.name == "mifgsm":
-        head = f"mifgsm{cfg.steps}"
-    elif cfg.name == "deepfool":
-        head = "deepfool_l2" if cfg.norm == "2" else "deepfool"
-    else:
-        head = cfg.name
-    base = parse_attack(head)
-    # Write eps and steps before step_size, so that a step size that follows them is not recomputed.
-    diffs = [f"{f}={_format_value(getattr(cfg, f))}" for f in _FIELD_TYPES
-             if getattr(cfg, f) != getattr(base, f)]
-    follows = cfg.name in ("fgsm", "pgd_l2")
-    if follows and any(d.startswith(("eps=", "steps=")) for d in diffs) and not any(
-            d.startswith("step_size=") for d in diffs):
-        diffs.append(f"step_size={_format_value(cfg.step_size)}")
-    return head + (":" + ",".join(diffs) if diffs else "")
-
-
-def _format_value(v: object) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return repr(v) if isinstance(v, float) else str(v)

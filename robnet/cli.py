@@ -114,11 +114,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import torch
 
     import robnet
-    from robnet.attacks import parse_attack
-    from robnet.data import load_memory_dataset, train_val_split
+    from robnet.attack_spec import parse_attack
+    from robnet.data import load_memory_dataset
     from robnet.distributed import resolve_device
     from robnet.evaluate import evaluate
     from robnet.genotype import sample
+    from robnet.loader import train_val_split
     from robnet.train import TrainConfig, train
 
     torch.manual_seed(args.seed)
@@ -161,9 +162,9 @@ def _dataset(args: argparse.Namespace, split: str) -> ArrayDataset:
 
 def cmd_train(args: argparse.Namespace) -> int:
     import robnet
-    from robnet.attacks import parse_fraction
-    from robnet.data import train_val_split
+    from robnet.attack_spec import parse_fraction
     from robnet.distributed import setup_distributed
+    from robnet.loader import train_val_split
     from robnet.train import TrainConfig, train
 
     rank, world, device = setup_distributed(args.device)
@@ -204,7 +205,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from robnet.attacks import parse_attack
+    from robnet.attack_spec import parse_attack
     from robnet.checkpoint import load_any
     from robnet.distributed import setup_distributed
     from robnet.evaluate import evaluate

@@ -22,9 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attacks import AttackConfig, fgsm, make_attack, pgd
-from .data import ArrayDataset, DeviceLoader, make_loader
+from .attack_spec import AttackConfig, make_attack
+from .attacks import fgsm, pgd
+from .data import ArrayDataset
 from .distributed import all_reduce_, dist_info
+from .loader import DeviceLoader, make_loader
 from .modes import eval_mode
 
 log = logging.getLogger(__name__)

@@ -54,7 +54,7 @@ def config() -> Any:
 def train_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     import torch.distributed as dist
 
-    from robnet.attacks import parse_attack
+    from robnet.attack_spec import parse_attack
     from robnet.data import load_dataset
     from robnet.evaluate import evaluate
     from robnet.train import train

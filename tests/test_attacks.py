@@ -3,8 +3,9 @@
 Checks: the attack contract (eps-ball, [0, 1], x untouched, mode/flags/param grads untouched,
 detached result), batch consistency, the FGSM optimum of a linear model, bit-level agreement with
 IBM ART (FGSM, PGD without random start, MI-FGSM), DeepFool against an independent per-sample
-reference and against ART, no host sync inside the PGD loop, every documented error, the
-config/CLI-string round trips, and transfer semantics.
+reference and against ART, no host sync inside the PGD loop, and every documented error (labels
+outside the model's classes and explicit starts outside the eps-ball included). The spec
+language (AttackConfig, parse_attack, make_attack) is tested in test_attack_spec.py.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -21,20 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from robnet.attacks import (
-    ATTACK_NAMES,
-    AttackConfig,
-    deepfool,
-    fgsm,
-    format_attack,
-    make_attack,
-    mifgsm,
-    parse_attack,
-    parse_fraction,
-    pgd,
-    pgd_l2,
-    transfer,
-)
+from robnet.attacks import deepfool, fgsm, mifgsm, no_attack, pgd, pgd_l2
 from robnet.modes import eval_mode, frozen_params, train_mode
 
 EPS = 8 / 255
@@ -172,11 +159,13 @@ def test_empty_batch_gives_empty_result(name: str) -> None:
     assert out.shape == x.shape and out.dtype == x.dtype
 
 
-def test_none_attack_returns_a_copy() -> None:
+def test_no_attack_returns_a_checked_copy() -> None:
     model = tiny_cnn().eval()
     x, y = batch()
-    out = make_attack(parse_attack("clean"))(model, x, y)
+    out = no_attack(model, x, y)
     assert torch.equal(out, x) and out.data_ptr() != x.data_ptr()
+    with pytest.raises(ValueError, match=r"none: x must lie in \[0, 1\]"):
+        no_attack(model, x + 1, y)
 
 
 # ----------------------------------------------------------------------------- batch consistency
@@ -632,6 +621,62 @@ def test_setting_specific_errors() -> None:
         pgd_l2(model, x, y, eps=0.5, step_size=0.1, steps=1, noise=torch.zeros_like(x[:1]))
 
 
+@pytest.mark.parametrize("name", list(ALL_FNS))
+def test_labels_outside_the_model_classes_are_refused(name: str) -> None:
+    """-100 is cross-entropy's ignore_index: the row got a zero gradient and was silently left alone."""
+    fn = ALL_FNS[name]
+    model, x, y = _model_xy()
+    ignored = y.clone()
+    ignored[3] = -100
+    with pytest.raises(ValueError, match=rf"{name}: y must hold class indices in \[0, num_classes\), got a label "
+                                         r"-100\. Hint: -100 is cross-entropy's ignore_index"):
+        fn(model, x, ignored)
+    too_big = y.clone()
+    too_big[5] = 10
+    with pytest.raises(ValueError, match=rf"{name}: y must hold class indices in \[0, num_classes\), got a label "
+                                         r"10 but the model has 10 classes"):
+        fn(model, x, too_big)
+    five = tiny_cnn(classes=5).eval()  # a 5-class model on 10-class labels: IndexError before
+    with pytest.raises(ValueError, match=r"got a label \d but the model has 5 classes\. Hint: the model and "
+                                         r"the data disagree"):
+        fn(five, x, torch.arange(8) % 10)
+
+
+def _ignored_row_reproduction() -> tuple[Tensor, Tensor]:
+    """What the attack did before labels were checked: the -100 row came back unchanged."""
+    model, x, y = _model_xy()
+    y = y.clone()
+    y[0] = -100
+    x_req = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x_req), y, reduction="sum"), x_req)
+    return grad[0], grad[1]
+
+
+def test_ignore_index_really_gives_a_zero_gradient() -> None:
+    ignored_row, other_row = _ignored_row_reproduction()
+    assert float(ignored_row.abs().max()) == 0.0 and float(other_row.abs().max()) > 0.0
+
+
+@pytest.mark.parametrize(("fn", "norm"), [(pgd, "inf"), (pgd_l2, "2")])
+def test_explicit_noise_must_be_finite_and_inside_the_unit_ball(fn: Callable[..., Tensor], norm: str) -> None:
+    model, x, y = _model_xy()
+    eps, step = (EPS, STEP) if norm == "inf" else (0.5, 0.1)
+    name = fn.__name__
+    ok = _noise(x, norm)
+    fn(model, x, y, eps=eps, step_size=step, steps=1, noise=ok)  # accepted
+    nan = ok.clone()
+    nan[2, 0, 0, 0] = float("nan")
+    what = "max |noise|" if norm == "inf" else "the largest per-row L2 norm of noise"
+    with pytest.raises(ValueError, match=rf"{name}: noise is the random start in units of eps and must be finite "
+                                         rf".* got {re.escape(what)} = nan\. Hint"):
+        fn(model, x, y, eps=eps, step_size=step, steps=1, noise=nan)
+    big = ok * 3  # |noise| up to 3: a start 3 eps away, silently clamped before
+    with pytest.raises(ValueError, match=rf"{name}: noise is the random start .* got {re.escape(what)} = 2\.\d+"):
+        fn(model, x, y, eps=eps, step_size=step, steps=1, noise=big)
+    with pytest.raises(TypeError, match=rf"{name}: noise must be a floating-point tensor, got dtype torch.int64"):
+        fn(model, x, y, eps=eps, step_size=step, steps=1, noise=torch.zeros_like(x, dtype=torch.long))
+
+
 def test_infinite_eps_pgd_only_keeps_pixels_in_range() -> None:
     model, x, y = _model_xy()
     out = pgd(model, x, y, eps=math.inf, step_size=0.1, steps=3, generator=torch.Generator().manual_seed(0))
@@ -679,171 +724,3 @@ def test_mode_managers_reject_non_modules() -> None:
     for cm in (eval_mode, train_mode, frozen_params):
         with pytest.raises(TypeError, match=re.escape("expected a torch.nn.Module, got int")), cm(3):  # type: ignore[arg-type]
             pass
-
-
-# ----------------------------------------------------------------------------- config and CLI strings
-
-
-def test_parse_attack_gives_the_paper_settings() -> None:
-    assert parse_attack("clean") == AttackConfig(name="none", eps=0.0, step_size=0.0, steps=0,
-                                                 random_start=False)
-    assert parse_attack("fgsm") == AttackConfig(name="fgsm", eps=8 / 255, step_size=8 / 255, steps=1,
-                                                random_start=False)
-    for n in (7, 20, 100):
-        assert parse_attack(f"pgd{n}") == AttackConfig(name="pgd", eps=8 / 255, step_size=2 / 255, steps=n,
-                                                        random_start=True)
-    assert parse_attack("pgd") == parse_attack("pgd20") == parse_attack(" PGD-20 ")
-    assert parse_attack("mifgsm") == AttackConfig(name="mifgsm", eps=8 / 255, step_size=2 / 255, steps=20,
-                                                  random_start=False, decay=1.0)
-    assert parse_attack("MI-FGSM") == parse_attack("mifgsm")
-    assert parse_attack("deepfool") == AttackConfig(name="deepfool", eps=8 / 255, steps=50, overshoot=0.02,
-                                                    num_candidates=10, norm="inf", random_start=False)
-    assert parse_attack("deepfool_l2") == AttackConfig(name="deepfool", eps=0.5, steps=50, norm="2",
-                                                       random_start=False)
-    assert parse_attack("pgd10_l2") == AttackConfig(name="pgd_l2", norm="2", eps=0.5, steps=10,
-                                                    step_size=0.125)
-
-
-def test_parse_attack_overrides() -> None:
-    c = parse_attack("pgd20:eps=4/255, random_start=false,step_size=1/255")
-    assert (c.eps, c.step_size, c.random_start, c.steps) == (4 / 255, 1 / 255, False, 20)
-    assert parse_attack("fgsm:eps=4/255").step_size == 4 / 255  # FGSM's step follows its eps
-    assert parse_attack("pgd10_l2:eps=1").step_size == 0.25
-    assert parse_attack("deepfool:eps=inf,num_candidates=3").num_candidates == 3
-    assert parse_attack("pgd7:steps=9").steps == 9
-
-
-@pytest.mark.parametrize("spec", ["clean", "fgsm", "pgd7", "pgd20", "pgd100", "mifgsm", "deepfool",
-                                  "deepfool_l2", "pgd20_l2", "pgd20:eps=4/255", "fgsm:eps=0.1",
-                                  "pgd5_l2:eps=1.0",
-                                  "mifgsm:decay=0.5,steps=10", "deepfool:eps=inf,overshoot=0.05"])
-def test_format_parse_round_trip(spec: str) -> None:
-    c = parse_attack(spec)
-    assert parse_attack(format_attack(c)) == c
-    assert AttackConfig(**asdict(c)) == c
-
-
-@pytest.mark.parametrize("cfg", [
-    AttackConfig(name="fgsm"), AttackConfig(name="pgd", steps=3, step_size=0.1, random_start=False),
-    AttackConfig(name="pgd_l2", norm="2", eps=0.25, step_size=0.3, steps=4),
-    AttackConfig(name="none"), AttackConfig(name="mifgsm", eps=0.1), AttackConfig(name="deepfool", norm="2"),
-])
-def test_format_round_trip_of_arbitrary_configs(cfg: AttackConfig) -> None:
-    assert parse_attack(format_attack(cfg)) == cfg
-
-
-def test_format_is_short_for_paper_settings() -> None:
-    assert format_attack(parse_attack("pgd100")) == "pgd100"
-    assert format_attack(parse_attack("pgd20:eps=4/255")) == f"pgd20:eps={4 / 255!r}"
-
-
-def test_parse_attack_errors() -> None:
-    with pytest.raises(ValueError, match=r"parse_attack: unknown attack 'pgdx'\. .*expected clean, fgsm, "):
-        parse_attack("pgdx")
-    with pytest.raises(ValueError, match=re.escape("unknown attack 'deepfol'. Did you mean 'deepfool'")):
-        parse_attack("deepfol")
-    with pytest.raises(ValueError, match=r"setting 'step' in 'pgd20:step=1/255'\. Did you mean 'steps'"):
-        parse_attack("pgd20:step=1/255")
-    with pytest.raises(ValueError, match="override 'eps' in 'pgd20:eps' is not key=value"):
-        parse_attack("pgd20:eps")
-    with pytest.raises(ValueError, match="cannot parse 'abc' as a number"):
-        parse_attack("pgd20:eps=abc")
-    with pytest.raises(ValueError, match=re.escape("steps='1.5' in 'pgd20:steps=1.5' is not an integer")):
-        parse_attack("pgd20:steps=1.5")
-    with pytest.raises(ValueError, match=r"random_start='maybe' .* is not a boolean\. Hint: true or false"):
-        parse_attack("pgd20:random_start=maybe")
-    with pytest.raises(ValueError, match=r"AttackConfig\(pgd\): eps must be a non-negative number, got -0.1"):
-        parse_attack("pgd20:eps=-0.1")
-    with pytest.raises(TypeError, match="parse_attack: expected a string, got int"):
-        parse_attack(20)  # type: ignore[arg-type]
-
-
-def test_attack_config_validation() -> None:
-    with pytest.raises(ValueError, match=r"unknown attack name 'pdg'.*Did you mean 'pgd'"):
-        AttackConfig(name="pdg")
-    with pytest.raises(ValueError, match="eps must be a non-negative number, got -1"):
-        AttackConfig(name="pgd", eps=-1)
-    with pytest.raises(ValueError, match="step_size must be a finite non-negative number, got -1"):
-        AttackConfig(name="pgd", step_size=-1)
-    with pytest.raises(ValueError, match="steps must be >= 0, got -2"):
-        AttackConfig(name="pgd", steps=-2)
-    with pytest.raises(TypeError, match="random_start must be a bool, got int"):
-        AttackConfig(name="pgd", random_start=1)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="num_candidates must be >= 2, got 1"):
-        AttackConfig(name="deepfool", num_candidates=1)
-    with pytest.raises(ValueError, match="norm must be 'inf' or '2', got 'l1'"):
-        AttackConfig(name="deepfool", norm="l1")
-    with pytest.raises(ValueError, match="pgd_l2 is an L2 attack, so norm must be '2', got 'inf'"):
-        AttackConfig(name="pgd_l2")
-    with pytest.raises(ValueError, match="pgd is an L-inf attack, so norm must be 'inf', got '2'"):
-        AttackConfig(name="pgd", norm="2")
-    with pytest.raises(ValueError, match="pgd_l2 needs a finite eps"):
-        AttackConfig(name="pgd_l2", norm="2", eps=math.inf)
-    with pytest.raises(TypeError, match="steps must be an int, got float"):
-        AttackConfig(name="pgd", steps=2.5)  # type: ignore[arg-type]
-    assert set(ATTACK_NAMES) == {"none", "fgsm", "pgd", "pgd_l2", "mifgsm", "deepfool"}
-
-
-def test_parse_fraction() -> None:
-    assert parse_fraction("8/255") == 8 / 255
-    assert parse_fraction("8/255.") == 8 / 255
-    assert parse_fraction(" 8 / 255 ") == 8 / 255
-    assert parse_fraction("0.03137") == 0.03137
-    assert parse_fraction("2") == 2.0
-    assert parse_fraction("inf") == math.inf
-    for bad, msg in [("abc", "cannot parse 'abc' as a number. Hint: write a decimal or a fraction, e.g. '8/"),
-                     ("", "cannot parse '' as a number"),
-                     ("8/", "cannot parse '8/' as a number"),
-                     ("1/0", "cannot parse '1/0': division by zero"),
-                     ("1/2/3", "cannot parse '1/2/3' as a number: more than one '/'"),
-                     ("nan", "cannot parse 'nan': not a number")]:
-        with pytest.raises(ValueError, match=re.escape(msg)):
-            parse_fraction(bad)
-    with pytest.raises(TypeError, match="parse_fraction: expected a string, got float"):
-        parse_fraction(0.5)  # type: ignore[arg-type]
-
-
-def test_make_attack_binds_the_settings() -> None:
-    model = warmed(tiny_cnn()).eval()
-    x, y = batch()
-    g = lambda: torch.Generator().manual_seed(21)  # noqa: E731
-    cases: list[tuple[str, Callable[[], Tensor]]] = [
-        ("fgsm", lambda: fgsm(model, x, y, eps=EPS)),
-        ("pgd7", lambda: pgd(model, x, y, eps=EPS, step_size=STEP, steps=7, generator=g())),
-        ("pgd7:random_start=false",
-         lambda: pgd(model, x, y, eps=EPS, step_size=STEP, steps=7, random_start=False)),
-        ("pgd4_l2", lambda: pgd_l2(model, x, y, eps=0.5, step_size=2.5 * 0.5 / 4, steps=4, generator=g())),
-        ("mifgsm:steps=5", lambda: mifgsm(model, x, y, eps=EPS, step_size=STEP, steps=5)),
-        ("deepfool", lambda: deepfool(model, x, y, eps=EPS)),
-        ("deepfool:eps=inf", lambda: deepfool(model, x, y)),
-        ("deepfool_l2", lambda: deepfool(model, x, y, norm="2", eps=0.5)),
-    ]
-    for spec, direct in cases:
-        assert torch.equal(make_attack(parse_attack(spec), generator=g())(model, x, y), direct()), spec
-    with pytest.raises(TypeError, match=re.escape("expected an AttackConfig, got str. Hint: parse_attack")):
-        make_attack("pgd20")  # type: ignore[arg-type]
-
-
-# ----------------------------------------------------------------------------- transfer
-
-
-def test_transfer_crafts_on_source_and_scores_on_target() -> None:
-    source = warmed(tiny_cnn(seed=0)).eval()
-    target = warmed(tiny_cnn(seed=1)).eval()
-    x, y = batch(16)
-    attack = make_attack(parse_attack("pgd10:random_start=false"))
-    x_adv, correct = transfer(source, target, x, y, attack)
-    assert torch.equal(x_adv, attack(source, x, y))  # crafted on the source only
-    assert correct.dtype == torch.bool and correct.shape == (16,)
-    with torch.no_grad():
-        assert torch.equal(correct, target(x_adv).argmax(1) == y)
-        white_box = source(x_adv).argmax(1) == y
-    # White-box (source == target) is at least as strong as the transfer.
-    _, self_correct = transfer(source, source, x, y, attack)
-    assert torch.equal(self_correct, white_box)
-    assert int(self_correct.sum()) <= int(correct.sum())
-    assert [m.training for m in source.modules()] == [False] * len(list(source.modules()))
-    with pytest.raises(TypeError, match=re.escape("transfer: target must be a torch.nn.Module, got str")):
-        transfer(source, "model", x, y, attack)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="transfer: batch size mismatch"):
-        transfer(source, target, x, y[:3], attack)

@@ -6,7 +6,7 @@ from torch import nn
 
 import robnet
 from robnet import checkpoint
-from robnet.attacks import parse_attack
+from robnet.attack_spec import parse_attack
 from robnet.cli import main as robnet_main
 from robnet.data import load_dataset
 from robnet.evaluate import evaluate, gradient_masking_checks, wilson_interval

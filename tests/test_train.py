@@ -118,7 +118,7 @@ def test_two_process_gloo_matches_one_process(tmp_path):
     for k, v in model.state_dict().items():
         torch.testing.assert_close(ddp["state_dict"][k], v, rtol=1e-5, atol=1e-6)
     # evaluation under 2 processes counts every sample exactly once (101 is not divisible by 2)
-    from robnet.attacks import parse_attack
+    from robnet.attack_spec import parse_attack
     from robnet.evaluate import evaluate
 
     test = load_dataset("digits", split="test").subset(range(101))
@@ -133,7 +133,7 @@ def test_two_process_gloo_matches_one_process(tmp_path):
 def test_one_epoch_on_real_cifar10(tmp_path):
     if not (REAL / "cifar-10-batches-py").is_dir():
         pytest.skip(f"real CIFAR-10 not found at {REAL / 'cifar-10-batches-py'}")
-    from robnet.attacks import parse_attack
+    from robnet.attack_spec import parse_attack
     from robnet.evaluate import evaluate
 
     torch.manual_seed(0)
