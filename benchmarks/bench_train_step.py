@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _machine import describe
 
 from robnet import build_model
-from robnet.data import ArrayDataset, Augment, DeviceLoader
+from robnet.data import ArrayDataset
+from robnet.loader import Augment, DeviceLoader
 from robnet.train import TrainConfig, adversarial_step, param_groups
 
 EPS, STEP, STEPS = 8 / 255, 2 / 255, 7

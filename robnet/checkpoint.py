@@ -25,14 +25,12 @@ Every failure to read raises :class:`CheckpointError` (a ``ValueError``) with a 
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import inspect
 import logging
 import os
 import pickle
 import re
-import uuid
 import warnings
 from collections import Counter, OrderedDict
 from collections.abc import Mapping
@@ -44,6 +42,7 @@ import torch
 from torch import nn
 
 from . import zoo
+from ._files import atomic_write
 from .genotype import Genotype
 from .network import RobNet, as_genotype, build_robnet
 
@@ -402,31 +401,7 @@ def save(path: PathLike, model: nn.Module, *, arch: ArchLike | None = None,
         "extra": extra_d,
         "created_with": {"robnet": str(__version__), "torch": str(torch.__version__)},
     }
-    return _atomic_save(payload, Path(path))
-
-
-def _atomic_save(obj: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        # "xb" (not mkstemp) so the file gets the usual umask permissions.
-        with open(tmp, "xb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    # Make the rename itself durable; not possible on every platform (e.g. Windows).
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    return path
+    return atomic_write(path, lambda f: torch.save(payload, f))
 
 
 # ----------------------------------------------------------------------------- reading (safe)

@@ -1,69 +1,52 @@
-"""Datasets: checksummed loaders, a seeded validation split and a GPU-resident batch iterator.
+"""Datasets: checksummed loaders for the in-memory and the streamed image sets.
 
 Two kinds of dataset come out of :func:`load_dataset`:
 
 * :class:`ArrayDataset` for sets that fit in memory (``cifar10``, ``cifar100``, ``svhn`` and the
   embedded default ``digits``): uint8 images ``(N, C, H, W)`` plus int64 labels. Iterate with
-  :class:`DeviceLoader`, which moves the whole set to the device once (as uint8) and crops, flips
-  and cuts out on the device, vectorised over the batch.
+  :class:`robnet.loader.DeviceLoader` (GPU-resident, on-device augmentation).
 * :class:`FolderDataset` for ``tinyimagenet`` and ``imagenet`` (validation), streamed from disk
-  with Pillow; iterate with :func:`make_loader` (a standard ``DataLoader``).
+  with Pillow; iterate with :func:`robnet.loader.make_loader` (a standard ``DataLoader``).
 
 ``root`` is the folder that holds the dataset's standard folder (torchvision's convention): for
 CIFAR-10 the one containing ``cifar-10-batches-py/``, for CIFAR-100 ``cifar-100-python/``, for
 SVHN the ``.mat`` files themselves, for Tiny-ImageNet ``tiny-imagenet-200/`` and for ImageNet
 ``imagenet/val/<wnid>/*.JPEG``. Every CIFAR and SVHN file is md5-checked on load;
-``download=True`` fetches the official file, verifies its md5 and (for CIFAR) extracts it.
-
-Randomness never comes from a global RNG: splits use a fixed, library-version-independent
-hash permutation of ``seed`` and the loader draws from a ``torch.Generator`` seeded from
-``(seed, epoch)``.
+``download=True`` fetches the official file, verifies its md5 and (for CIFAR) extracts it
+(:mod:`robnet._files`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import hashlib
 import logging
-import math
 import os
 import pickle
-import shutil
-import sys
-import tarfile
-import tempfile
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from torch.utils.data import Dataset
+
+from ._files import download_file, extract_folder, file_md5
 
 __all__ = [
     "CHECKSUMS",
     "DATASETS",
     "URLS",
     "ArrayDataset",
-    "Augment",
     "DatasetNotFoundError",
-    "DeviceLoader",
     "FolderDataset",
-    "augment_batch",
-    "download_file",
-    "file_md5",
     "load_dataset",
-    "make_loader",
-    "train_val_split",
+    "load_memory_dataset",
+    "stable_permutation",
 ]
 
 log = logging.getLogger(__name__)
+
 
 DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "svhn", "digits", "tinyimagenet", "imagenet")
 
@@ -196,7 +179,7 @@ class ArrayDataset:
                             labels=self.labels[idx].clone(), classes=self.classes)
 
 
-def _stable_permutation(n: int, seed: int) -> np.ndarray:
+def stable_permutation(n: int, seed: int) -> np.ndarray:
     """A permutation of ``range(n)`` that depends only on ``seed`` (SplitMix64 keys, argsorted).
 
     Library-version independent on purpose: the validation split of a search must not change
@@ -210,137 +193,8 @@ def _stable_permutation(n: int, seed: int) -> np.ndarray:
     return np.argsort(z, kind="stable")
 
 
-def train_val_split(ds: ArrayDataset, *, val_size: int | float,
-                    seed: int) -> tuple[ArrayDataset, ArrayDataset]:
-    """Split a training set into (train, validation) parts, deterministically for ``seed``.
-
-    The search selects architectures on the validation part, never on the test set, so a
-    dataset whose split is ``"test"`` is refused. Both parts keep the original sample order; the
-    validation part is named split ``"val"``, the rest keeps ``ds.split``. Not stratified.
-
-    Args:
-        ds: the dataset to split (normally the ``"train"`` split).
-        val_size: number of validation samples (int in ``[1, N-1]``) or a fraction in ``(0, 1)``.
-        seed: selects the split; the permutation is a fixed hash of ``seed`` (independent of the
-            numpy/torch version).
-
-    Returns:
-        ``(train_part, val_part)``, disjoint, together exactly ``ds``.
-    """
-    if not isinstance(ds, ArrayDataset):
-        raise TypeError(f"train_val_split: expected an ArrayDataset, got {type(ds).__name__}")
-    if ds.split == "test":
-        raise ValueError(f"train_val_split: refusing to carve a validation set out of the test split of "
-                         f"{ds.name!r}. Hint: the search must never select on the test set; split the "
-                         "'train' split instead")
-    n = len(ds)
-    if isinstance(val_size, bool) or not isinstance(val_size, int | float):
-        raise TypeError(f"train_val_split: val_size must be an int or a float fraction, got {val_size!r}")
-    if isinstance(val_size, float):
-        if not 0.0 < val_size < 1.0:
-            raise ValueError(f"train_val_split: a fractional val_size must lie in (0, 1), got {val_size}")
-        n_val = round(val_size * n)
-    else:
-        n_val = val_size
-    if not 1 <= n_val <= n - 1:
-        raise ValueError(f"train_val_split: val_size {val_size!r} gives {n_val} validation samples out of "
-                         f"{n}; expected between 1 and {n - 1}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"train_val_split: seed must be an int, got {seed!r}")
-    perm = _stable_permutation(n, seed)
-    val_idx = np.sort(perm[:n_val])
-    train_idx = np.sort(perm[n_val:])
-    train = ds.subset(train_idx)
-    val = ds.subset(val_idx)
-    return train, ArrayDataset(name=val.name, split="val", images=val.images, labels=val.labels,
-                               classes=val.classes)
-
-
 # --------------------------------------------------------------------------------------------
-# Files: checksums, download, extraction, safe unpickling
-
-
-def file_md5(path: str | os.PathLike[str]) -> str:
-    """Hex md5 of a file, read in 1 MiB chunks."""
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _show_progress(progress: bool | None) -> bool:
-    return sys.stderr.isatty() if progress is None else progress
-
-
-def download_file(url: str, dest: str | os.PathLike[str], *, md5: str, progress: bool | None = None,
-                  timeout: float = 60.0) -> Path:
-    """Download ``url`` to ``dest``, verifying its md5; nothing is left behind on failure.
-
-    The bytes go to a temporary file next to ``dest``, hashed while streaming, and are renamed
-    onto ``dest`` (atomically) only when the md5 matches.
-
-    Args:
-        url: an ``http://`` or ``https://`` URL.
-        dest: the file to create (its folder is created if needed).
-        md5: the expected hex md5.
-        progress: show a tqdm bar on stderr; None: only when stderr is a terminal.
-        timeout: socket timeout in seconds.
-
-    Returns:
-        ``dest`` as a Path.
-    """
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"download_file: only http(s) URLs are supported, got {url!r}")
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    h = hashlib.md5(usedforsecurity=False)
-    log.info("downloading %s to %s", url, dest)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                resp = urllib.request.urlopen(url, timeout=timeout)
-            except urllib.error.URLError as e:
-                why = f"HTTP {e.code} {e.reason}" if isinstance(e, urllib.error.HTTPError) else e.reason
-                raise ConnectionError(f"could not download {url}: {why}. Hint: check the "
-                                      f"network, or fetch the file by hand and put it at {dest}") from e
-            with resp:
-                length = resp.headers.get("Content-Length")
-                total = int(length) if length and length.isdigit() else None
-                with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
-                          file=sys.stderr, disable=not _show_progress(progress)) as bar:
-                    while chunk := resp.read(1 << 20):
-                        out.write(chunk)
-                        h.update(chunk)
-                        bar.update(len(chunk))
-        got = h.hexdigest()
-        if got != md5:
-            raise ValueError(f"md5 mismatch for the download of {url}: got {got}, expected {md5}; the "
-                             "download is damaged or not the official file, so it was deleted. Hint: try "
-                             "again, or check that the URL points at the official file")
-        os.replace(tmp_name, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    return dest
-
-
-def _safe_extract(archive: Path, dest: Path) -> None:
-    """Extract a tar archive into ``dest``, refusing members that could escape it."""
-    with tarfile.open(archive, "r:*") as tar:
-        members = tar.getmembers()
-        for m in members:
-            p = PurePosixPath(m.name)
-            if p.is_absolute() or ".." in p.parts or not (m.isfile() or m.isdir()):
-                kind = "link or special file" if not (m.isfile() or m.isdir()) else "path outside the folder"
-                raise ValueError(f"refusing to extract {archive}: member {m.name!r} is a {kind}. Hint: "
-                                 "the official archive holds only plain files; delete it and download again")
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(dest, members=members, filter="data")
-        else:  # pragma: no cover - Python < 3.11.4; the members were checked above
-            tar.extractall(dest, members=members)
+# Official files: safe unpickling, checksums
 
 
 def _numpy_reconstruct() -> Callable[..., Any]:
@@ -454,22 +308,7 @@ def _ensure_files(spec: _FileSpec, root: Path, needed: Sequence[str], *, downloa
             if not ok(archive):
                 download_file(_resolve_url(spec.archive, url), archive, md5=md5s[spec.archive],
                               progress=progress)
-            tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
-            try:
-                _safe_extract(archive, tmp)
-                src = tmp / spec.folder
-                if not src.is_dir():
-                    raise ValueError(f"{archive} does not contain the folder {spec.folder}/. Hint: it is "
-                                     f"not the official {spec.title} archive; delete it and download again")
-                folder.mkdir(parents=True, exist_ok=True)
-                for item in src.iterdir():
-                    target = folder / item.name
-                    if item.is_dir() and target.is_dir():
-                        shutil.rmtree(target)
-                    os.replace(item, target)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-            log.info("extracted %s into %s", archive, folder)
+            extract_folder(archive, spec.folder, folder, what=spec.title)
             digests.clear()
         else:
             for p in paths:
@@ -543,7 +382,7 @@ def _load_digits(split: str) -> ArrayDataset:
     # 0..16 -> 0..255: multiply by 16 (16 * 16 = 256 clips to 255)
     images = np.clip(raw * 16, 0, 255).astype(np.uint8)[:, None]  # (N, 1, 8, 8)
     labels = np.asarray(bunch.target, dtype=np.int64)
-    perm = _stable_permutation(len(labels), DIGITS_SPLIT_SEED)
+    perm = stable_permutation(len(labels), DIGITS_SPLIT_SEED)
     idx = np.sort(perm[:DIGITS_TEST_SIZE] if split == "test" else perm[DIGITS_TEST_SIZE:])
     return ArrayDataset(name="digits", split=split, images=torch.from_numpy(images[idx].copy()),
                         labels=torch.from_numpy(labels[idx].copy()), classes=tuple(str(d) for d in range(10)))
@@ -621,225 +460,6 @@ def load_dataset(name: str, root: str | os.PathLike[str] | None = None, split: s
     return _load_cifar(key, spec, paths, split)
 
 
-# --------------------------------------------------------------------------------------------
-# On-device augmentation and the GPU-resident loader
-
-
-@dataclass(frozen=True, kw_only=True)
-class Augment:
-    """On-device training augmentation (the standard CIFAR recipe).
-
-    Attributes:
-        crop_padding: zero-pad each side by this many pixels, then crop back to the original size
-            at a per-sample uniform offset in ``[0, 2 * crop_padding]`` (0: no crop).
-        flip: flip each sample horizontally with probability 1/2.
-        cutout: side of the square zeroed by Cutout (DeVries & Taylor 2017), 0: off. Its center
-            is uniform over the image and the square is clipped at the borders.
-    """
-
-    crop_padding: int = 4
-    flip: bool = True
-    cutout: int = 0
-
-    def __post_init__(self) -> None:
-        for attr in ("crop_padding", "cutout"):
-            value = getattr(self, attr)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"Augment.{attr} must be an int, got {value!r}")
-            if value < 0:
-                raise ValueError(f"Augment.{attr} must be >= 0, got {value}")
-        if not isinstance(self.flip, bool):
-            raise TypeError(f"Augment.flip must be a bool, got {self.flip!r}")
-
-    @property
-    def active(self) -> bool:
-        """Whether this augmentation changes anything."""
-        return self.crop_padding > 0 or self.flip or self.cutout > 0
-
-
-@dataclass(frozen=True)
-class _AugParams:
-    """Per-sample random draws: crop offsets (N, 2), flip (N,), cutout centers (N, 2)."""
-
-    offsets: torch.Tensor
-    flips: torch.Tensor
-    centers: torch.Tensor
-
-    def take(self, idx: torch.Tensor | slice) -> _AugParams:
-        return _AugParams(self.offsets[idx], self.flips[idx], self.centers[idx])
-
-    def to(self, device: torch.device) -> _AugParams:
-        return _AugParams(self.offsets.to(device), self.flips.to(device), self.centers.to(device))
-
-
-def _draw_params(n: int, aug: Augment, height: int, width: int, generator: torch.Generator) -> _AugParams:
-    offsets = torch.randint(0, 2 * aug.crop_padding + 1, (n, 2), generator=generator)
-    flips = torch.rand(n, generator=generator) < 0.5 if aug.flip else torch.zeros(n, dtype=torch.bool)
-    centers = torch.stack([torch.randint(0, height, (n,), generator=generator),
-                           torch.randint(0, width, (n,), generator=generator)], dim=1)
-    return _AugParams(offsets, flips, centers)
-
-
-def _apply_augment(x: torch.Tensor, aug: Augment, params: _AugParams) -> torch.Tensor:
-    """Crop (zero padding), flip and Cutout ``x`` (B, C, H, W) with the given per-sample draws."""
-    b, _, h, w = x.shape
-    p = aug.crop_padding
-    dev = x.device
-    if p > 0 or aug.flip:
-        padded = F.pad(x, (p, p, p, p)) if p > 0 else x  # (B, C, H+2p, W+2p)
-        ar_h = torch.arange(h, device=dev)
-        ar_w = torch.arange(w, device=dev)
-        rows = params.offsets[:, 0:1] + ar_h  # (B, H)
-        # crop then flip == read the crop's columns right to left
-        cols = params.offsets[:, 1:2] + torch.where(params.flips[:, None], w - 1 - ar_w, ar_w)  # (B, W)
-        batch = torch.arange(b, device=dev)[:, None, None]
-        x = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-    if aug.cutout > 0:
-        half = aug.cutout // 2
-        lo = params.centers - half  # (B, 2); [lo, lo + cutout) clipped to the image
-        hi = lo + aug.cutout
-        ar_h = torch.arange(h, device=dev)
-        ar_w = torch.arange(w, device=dev)
-        in_h = (ar_h >= lo[:, 0:1]) & (ar_h < hi[:, 0:1])  # (B, H)
-        in_w = (ar_w >= lo[:, 1:2]) & (ar_w < hi[:, 1:2])  # (B, W)
-        x = x.masked_fill((in_h[:, :, None] & in_w[:, None, :])[:, None], 0)
-    return x
-
-
-def augment_batch(x: torch.Tensor, augment: Augment, *, generator: torch.Generator) -> torch.Tensor:
-    """Randomly crop (zero padding), flip and Cutout a batch on its own device.
-
-    Draws come from ``generator`` (a CPU generator; the draws are moved to ``x.device``), so the
-    result is a pure function of the generator state. Works on uint8 or float batches.
-
-    Args:
-        x: images ``(B, C, H, W)``.
-        augment: what to apply.
-        generator: the randomness source.
-
-    Returns:
-        A new tensor of the same shape and dtype.
-    """
-    if x.dim() != 4:
-        raise ValueError(f"augment_batch: expected images (B, C, H, W), got shape {tuple(x.shape)}")
-    params = _draw_params(x.shape[0], augment, x.shape[2], x.shape[3], generator).to(x.device)
-    return _apply_augment(x, augment, params)
-
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-    digest = hashlib.sha256(f"robnet.data.DeviceLoader:{seed}:{epoch}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-class DeviceLoader:
-    """Batches of an in-memory dataset, with the whole set resident on the device.
-
-    The images move to ``device`` once, as uint8; each batch is gathered, augmented and converted
-    to float ``/ 255`` on the device, vectorised over the batch. The order and augmentation of
-    epoch ``e`` are a pure function of ``(seed, e)`` (call :meth:`set_epoch` before each epoch,
-    as with ``DistributedSampler``), so training resumes exactly and all ranks share one
-    permutation. Per-sample draws belong to permutation positions, so the augmented epoch does
-    not depend on the number of ranks.
-
-    Sharding (``world_size > 1``): rank ``r`` takes positions ``r, r + W, r + 2W, ...`` of the
-    epoch's permutation.
-
-    * ``drop_last=False`` (evaluation): the ranks' parts are disjoint and together exactly the
-      dataset (no padding, no duplicates), so summed correct counts give exact accuracy. Ranks
-      may then differ by one batch.
-    * ``drop_last=True`` (DDP training): the permutation is first cut to a multiple of
-      ``world_size`` and every rank drops its incomplete last batch, so all ranks run the same
-      number of equal-size batches and stay in lockstep.
-
-    Args:
-        ds: the dataset.
-        batch_size: samples per batch (per rank).
-        device: where batches live.
-        shuffle: a fresh permutation each epoch; otherwise dataset order.
-        augment: training augmentation, or None.
-        seed: the randomness seed.
-        drop_last: see above.
-        rank: this process's rank.
-        world_size: number of processes.
-        channels_last: return batches in channels_last memory format.
-    """
-
-    def __init__(self, ds: ArrayDataset, *, batch_size: int, device: torch.device | str = "cpu",
-                 shuffle: bool = False, augment: Augment | None = None, seed: int = 0,
-                 drop_last: bool = False, rank: int = 0, world_size: int = 1,
-                 channels_last: bool = False) -> None:
-        if not isinstance(ds, ArrayDataset):
-            raise TypeError(f"DeviceLoader: expected an ArrayDataset, got {type(ds).__name__}. Hint: use "
-                            "make_loader for folder datasets")
-        ints = (("batch_size", batch_size), ("world_size", world_size), ("rank", rank), ("seed", seed))
-        for attr, value in ints:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"DeviceLoader: {attr} must be an int, got {value!r}")
-        if batch_size < 1:
-            raise ValueError(f"DeviceLoader: batch_size must be >= 1, got {batch_size}")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"DeviceLoader: need world_size >= 1 and 0 <= rank < world_size, got rank "
-                             f"{rank}, world_size {world_size}")
-        if augment is not None and not isinstance(augment, Augment):
-            raise TypeError(f"DeviceLoader: augment must be an Augment or None, got {type(augment).__name__}")
-        self.dataset = ds
-        self.batch_size = batch_size
-        self.device = torch.device(device)
-        self.shuffle = shuffle
-        self.augment = augment if augment is not None and augment.active else None
-        self.seed = seed
-        self.drop_last = drop_last
-        self.rank = rank
-        self.world_size = world_size
-        self.channels_last = channels_last
-        self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.epoch = 0
-        self._images = ds.images.to(self.device)  # (N, C, H, W) uint8, moved once
-        self._labels = ds.labels.to(self.device)
-        n = len(ds)
-        usable = (n // world_size) * world_size if drop_last else n
-        self._positions = torch.arange(rank, usable, world_size)  # this rank's permutation positions
-        n_rank = len(self._positions)
-        self._num_batches = n_rank // batch_size if drop_last else math.ceil(n_rank / batch_size)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose order and augmentation the next iteration yields."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"DeviceLoader.set_epoch: epoch must be an int >= 0, got {epoch!r}")
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self._num_batches
-
-    def _plan(self) -> tuple[torch.Tensor, _AugParams | None]:
-        """This rank's sample indices and augmentation draws for the current epoch (on the device)."""
-        n = len(self.dataset)
-        g = torch.Generator().manual_seed(_epoch_seed(self.seed, self.epoch))
-        perm = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
-        params = None
-        if self.augment is not None:
-            _, h, w = self.dataset.image_shape
-            params = _draw_params(n, self.augment, h, w, g).take(self._positions)
-        take = self._num_batches * self.batch_size if self.drop_last else len(self._positions)
-        idx = perm[self._positions][:take].to(self.device)
-        if params is not None:
-            params = params.take(slice(0, take)).to(self.device)
-        return idx, params
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        idx, params = self._plan()
-        for start in range(0, len(idx), self.batch_size):
-            sl = slice(start, start + self.batch_size)
-            batch_idx = idx[sl]
-            x = self._images[batch_idx]
-            if self.augment is not None and params is not None:
-                x = _apply_augment(x, self.augment, params.take(sl))
-            x = x.to(torch.float32).div_(255)
-            x = x.contiguous(memory_format=self._memory_format)
-            yield x, self._labels[batch_idx]
-
-
-
 def load_memory_dataset(name: str, root: str | os.PathLike[str] | None = None, split: str = "train", *,
                         download: bool = False) -> ArrayDataset:
     """:func:`load_dataset` for the in-memory sets (cifar10, cifar100, svhn, digits) that the
@@ -849,7 +469,7 @@ def load_memory_dataset(name: str, root: str | os.PathLike[str] | None = None, s
         raise ValueError(f"{name} is a streamed folder dataset; training runs on in-memory sets (cifar10, "
                          "cifar100, svhn, digits) with the data resident on the device. Hint: robnet eval and "
                          "fspkit score do stream folder sets; for training, iterate "
-                         "robnet.data.make_loader(load_dataset(...)) in your own loop")
+                         "robnet.loader.make_loader(load_dataset(...)) in your own loop")
     return ds
 
 # --------------------------------------------------------------------------------------------
@@ -993,36 +613,4 @@ def _imagenet_val(root: Path) -> FolderDataset:
     samples = [(p, i) for i, w in enumerate(wnids) for p in _images_in(folder / w)]
     return FolderDataset(samples, wnids, name="imagenet", split="val", resize=256, crop=224)
 
-
-def _collate_float(batch: Sequence[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    shapes = {tuple(x.shape) for x, _ in batch}
-    if len(shapes) > 1:
-        raise ValueError(f"make_loader: images of different sizes in one batch ({sorted(shapes)[:3]}...). "
-                         "Hint: give the FolderDataset a resize and crop")
-    x = torch.stack([x for x, _ in batch]).to(torch.float32).div_(255)
-    y = torch.tensor([y for _, y in batch], dtype=torch.int64)
-    return x, y
-
-
-def make_loader(ds: Dataset[tuple[torch.Tensor, int]], *, batch_size: int, shuffle: bool, num_workers: int,
-                seed: int, drop_last: bool = False, pin_memory: bool = False) -> DataLoader[Any]:
-    """A standard DataLoader yielding ``(float32 images in [0, 1] (B, C, H, W), int64 labels)``.
-
-    Args:
-        ds: a :class:`FolderDataset` (or any dataset of ``(uint8 image, label)`` pairs).
-        batch_size: samples per batch.
-        shuffle: reshuffle every epoch, from a generator seeded with ``seed``.
-        num_workers: worker processes decoding images (0: in this process).
-        seed: shuffle seed.
-        drop_last: drop the incomplete last batch.
-        pin_memory: pin batches for faster host-to-GPU copies.
-    """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"make_loader: batch_size must be an int >= 1, got {batch_size!r}")
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise ValueError(f"make_loader: num_workers must be an int >= 0, got {num_workers!r}")
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      generator=generator, collate_fn=_collate_float, drop_last=drop_last,
-                      pin_memory=pin_memory, persistent_workers=num_workers > 0)
 

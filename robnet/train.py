@@ -32,8 +32,9 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from .attacks import pgd
-from .data import ArrayDataset, Augment, DeviceLoader
+from .data import ArrayDataset
 from .distributed import all_reduce_, dist_info, resolve_device
+from .loader import Augment, DeviceLoader
 from .modes import eval_mode
 
 log = logging.getLogger(__name__)
