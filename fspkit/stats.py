@@ -4,7 +4,9 @@ paper's Findings #1-#3, and how well a cheap score filters candidates (numpy, sc
 Every function validates its inputs (equal lengths, no NaN, at least 3 points, no constant column)
 and raises one ``ValueError`` naming the offending column; every random draw goes through an explicit
 ``numpy.random.Generator`` or int seed (``rng``; ``None`` means seed 0, so the same inputs always give
-the same intervals). Results are frozen dataclasses; ``fspkit.study`` turns them into reports.
+the same intervals). Results are frozen dataclasses; ``fspkit.study`` turns them into reports. The
+generic machinery (validation, :func:`correlate`, :func:`partial_correlation`, :func:`regress`,
+:func:`filter_quality`, record columns) lives in ``fspkit._stats_core`` and is re-exported here.
 
 Paper: Guo et al., "When NAS Meets Robustness: In Search of Robust Architectures against
 Adversarial Attacks", CVPR 2020, section 3 (Findings #1-#3).
@@ -12,7 +14,6 @@ Adversarial Attacks", CVPR 2020, section 3 (Findings #1-#3).
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,269 +22,33 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
+from ._stats_core import (
+    METHODS,
+    Correlation,
+    FilterQuality,
+    Records,
+    Regression,
+    RngLike,
+    _fraction,
+    _generator,
+    _method,
+    _seed,
+    _vector,
+    column,
+    correlate,
+    filter_quality,
+    has_column,
+    list_column,
+    partial_correlation,
+    regress,
+)
+
 __all__ = [
-    "BITS_PER_CELL", "Correlation", "Finding1", "Finding2", "bit_names", "column", "correlate", "finding1",
-    "finding2", "has_column", "list_column", "partial_correlation",
+    "BITS_PER_CELL", "METHODS", "PROXIES", "STAGES", "BudgetGroup", "CellCorrelations", "Correlation",
+    "DirectConvs", "FilterQuality", "Finding1", "Finding2", "PerCell", "ProxyRow", "ProxyTable", "Regression",
+    "bit_names", "column", "correlate", "direct_convs_by_budget", "filter_quality", "finding1", "finding2",
+    "has_column", "list_column", "partial_correlation", "per_cell", "proxy_table", "regress",
 ]
-
-log = logging.getLogger(__name__)
-
-Records = Sequence[Mapping[str, Any]]
-RngLike = np.random.Generator | int | None
-METHODS = ("spearman", "pearson", "kendall")
-
-# ---------------------------------------------------------------------------------- validation
-
-
-def _generator(rng: RngLike) -> np.random.Generator:
-    if rng is None:
-        return np.random.default_rng(0)
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if isinstance(rng, int) and not isinstance(rng, bool):
-        return np.random.default_rng(rng)
-    raise TypeError(f"rng: expected a numpy.random.Generator, an int seed or None, got {type(rng).__name__}. "
-                    "Hint: numpy.random.default_rng(0)")
-
-
-def _seed(rng: np.random.Generator) -> int:
-    """An int seed for a scikit-learn estimator, drawn from ``rng``."""
-    return int(rng.integers(0, 2**31 - 1))
-
-
-def _vector(values: Any, name: str, *, n: int | None = None, other: str = "", min_n: int = 3,
-            constant_ok: bool = False) -> np.ndarray:
-    try:
-        arr = np.asarray(values, dtype=float)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"{name}: expected a sequence of numbers, got {type(values).__name__} ({e})") from e
-    if arr.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D sequence, got an array of shape {arr.shape}")
-    if n is not None and len(arr) != n:
-        raise ValueError(f"{name} has {len(arr)} values but {other} has {n}: they must be paired point by point")
-    bad = np.flatnonzero(~np.isfinite(arr))
-    if len(bad):
-        raise ValueError(f"{name} holds {len(bad)} missing/NaN/inf value(s) (first at index {bad[0]}); expected "
-                         "finite numbers. Hint: drop those rows first (e.g. candidates the FSP filter left out)")
-    if len(arr) < min_n:
-        raise ValueError(f"{name}: need at least {min_n} points, got {len(arr)}")
-    if not constant_ok and np.ptp(arr) == 0:
-        raise ValueError(f"{name} is constant ({arr[0]:g} for all {len(arr)} points): a correlation or slope "
-                         "with it is undefined. Hint: leave that column out")
-    return arr
-
-
-def _method(method: str, allowed: Sequence[str] = METHODS) -> str:
-    if method not in allowed:
-        raise ValueError(f"method: expected one of {', '.join(allowed)}, got {method!r}")
-    return method
-
-
-def _n_boot(n_boot: int) -> int:
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 0:
-        raise ValueError(f"n_boot: expected an int >= 0 (0: no interval), got {n_boot!r}")
-    return n_boot
-
-
-def _fraction(value: float, name: str) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= 1:
-        raise ValueError(f"{name}: expected a fraction in (0, 1], got {value!r}")
-    return float(value)
-
-
-# ---------------------------------------------------------------------------------- records
-
-
-def has_column(records: Records, name: str) -> bool:
-    """True when at least one record holds a non-null ``name``."""
-    return any(r.get(name) is not None for r in records)
-
-
-def column(records: Records, name: str) -> np.ndarray:
-    """Column ``name`` as floats, NaN where a record lacks it or holds null.  Shape (n,)."""
-    if not has_column(records, name):
-        raise ValueError(f"column {name!r} is absent from all {len(records)} records")
-    try:
-        return np.array([np.nan if r.get(name) is None else float(r[name]) for r in records])
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"column {name!r}: expected numbers ({e})") from e
-
-
-def list_column(records: Records, name: str) -> np.ndarray:
-    """A list-valued column (``fsp``, ``bits``) as an (n, L) float array; rows of nulls are NaN."""
-    if not has_column(records, name):
-        raise ValueError(f"column {name!r} is absent from all {len(records)} records")
-    lengths = {len(r[name]) for r in records if r.get(name) is not None}
-    if len(lengths) != 1:
-        raise ValueError(f"column {name!r}: lists of different lengths {sorted(lengths)}; expected one value per "
-                         "cell (or per bit) in every record. Hint: records from different networks were mixed")
-    width = lengths.pop()
-    rows = [[np.nan] * width if r.get(name) is None else r[name] for r in records]
-    return np.array(rows, dtype=float)
-
-
-# ---------------------------------------------------------------------------------- correlation
-
-
-@dataclass(frozen=True, kw_only=True)
-class Correlation:
-    """A rank or linear correlation with its bootstrap interval.
-
-    Attributes:
-        method: ``spearman``, ``pearson`` or ``kendall`` (tau-b).
-        coef: the coefficient on all points.
-        pvalue: two-sided p-value of no association (scipy's; t-test for partial correlations).
-        ci: bootstrap percentile interval at ``level`` (NaN when ``n_boot`` was 0).
-        n: number of points.
-        n_boot: resamples drawn; ``n_boot_valid`` of them had a defined coefficient.
-        names: the two variables; ``control``: the variable partialled out, if any.
-    """
-
-    method: str
-    coef: float
-    pvalue: float
-    ci: tuple[float, float]
-    n: int
-    n_boot: int
-    n_boot_valid: int
-    level: float
-    names: tuple[str, str]
-    control: str | None = None
-
-
-def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each row of ``a`` with the same row of ``b``; (B, n) -> (B,), NaN if constant."""
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-
-
-def _resample_ranks(v: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Average ranks (from 1, ties share their mean rank, as ``scipy.stats.rankdata``) of every resample
-    ``v[idx[b]]`` without sorting: a draw's rank is the number of draws below its value plus half
-    of its own tie group.  idx (B, n) -> (B, n)."""
-    _, group = np.unique(v, return_inverse=True)  # (n,) dense tie group of each point, in value order
-    n_groups = int(group.max()) + 1
-    g = group[idx]  # (B, n)
-    rows = np.arange(len(idx))[:, None] * n_groups
-    counts = np.bincount((g + rows).ravel(), minlength=len(idx) * n_groups).reshape(len(idx), n_groups)
-    below = np.cumsum(counts, axis=1) - counts  # (B, G) draws in lower groups
-    return np.take_along_axis(below + (counts + 1) / 2, g, axis=1)
-
-
-def _boot_coefs(x: np.ndarray, y: np.ndarray, method: str, idx: np.ndarray) -> np.ndarray:
-    """The coefficient on each resample ``x[idx[b]], y[idx[b]]``; idx (B, n) -> (B,)."""
-    if method == "spearman":  # rank within each resample (average ranks for ties), then Pearson
-        return _rowwise_pearson(_resample_ranks(x, idx), _resample_ranks(y, idx))
-    xs, ys = x[idx], y[idx]  # (B, n)
-    if method == "pearson":
-        return _rowwise_pearson(xs, ys)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.array([sps.kendalltau(a, b).statistic for a, b in zip(xs, ys, strict=True)])
-
-
-def _interval(boot: np.ndarray, level: float) -> tuple[tuple[float, float], int]:
-    ok = boot[np.isfinite(boot)]
-    if len(ok) == 0:
-        return (math.nan, math.nan), 0
-    lo, hi = np.percentile(ok, [50 * (1 - level), 50 * (1 + level)])
-    return (float(lo), float(hi)), len(ok)
-
-
-def _coef(x: np.ndarray, y: np.ndarray, method: str) -> tuple[float, float]:
-    res: Any
-    if method == "spearman":
-        res = sps.spearmanr(x, y)
-    elif method == "pearson":
-        res = sps.pearsonr(x, y)
-    else:
-        res = sps.kendalltau(x, y)
-    return float(res.statistic), float(res.pvalue)
-
-
-def correlate(x: Any, y: Any, *, method: str = "spearman", n_boot: int = 1000, rng: RngLike = None,
-              names: tuple[str, str] = ("x", "y"), level: float = 0.95) -> Correlation:
-    """Correlation of ``x`` and ``y`` with a bootstrap percentile interval.
-
-    The ``n_boot`` resamples draw n point pairs with replacement; each is ranked once (Spearman:
-    average ranks, as scipy) and correlated in one vectorised pass. Resamples where a variable is
-    constant have no coefficient and are left out (``n_boot_valid``).
-
-    Args:
-        x, y: paired observations (n >= 3, finite, neither constant).
-        method: ``spearman`` (default), ``pearson`` or ``kendall`` (tau-b).
-        n_boot: bootstrap resamples (0: no interval).
-        rng: generator or seed of the resampling (None: seed 0).
-        names: the variables' names, used in errors and reports.
-        level: coverage of the interval.
-
-    Raises:
-        ValueError: unequal lengths, NaN, fewer than 3 points, a constant variable, unknown method.
-    """
-    _method(method)
-    _n_boot(n_boot)
-    _fraction(level, "level")
-    xa = _vector(x, names[0])
-    ya = _vector(y, names[1], n=len(xa), other=names[0])
-    coef, pvalue = _coef(xa, ya, method)
-    ci, valid = (math.nan, math.nan), 0
-    if n_boot:
-        idx = _generator(rng).integers(0, len(xa), size=(n_boot, len(xa)))
-        ci, valid = _interval(_boot_coefs(xa, ya, method, idx), level)
-    return Correlation(method=method, coef=coef, pvalue=pvalue, ci=ci, n=len(xa), n_boot=n_boot,
-                       n_boot_valid=valid, level=level, names=(names[0], names[1]))
-
-
-def _residualize(v: np.ndarray, z: np.ndarray) -> np.ndarray:
-    design = np.column_stack([np.ones(len(z)), z])
-    beta = np.linalg.lstsq(design, v, rcond=None)[0]
-    return v - design @ beta
-
-
-def partial_correlation(x: Any, y: Any, control: Any, *, method: str = "spearman", n_boot: int = 1000,
-                        rng: RngLike = None, names: tuple[str, str, str] = ("x", "y", "control"),
-                        level: float = 0.95) -> Correlation:
-    """Correlation of ``x`` and ``y`` with ``control`` partialled out.
-
-    Pearson: correlate the residuals of x and y after a least-squares fit on ``control`` (with an
-    intercept). Spearman: the same on ranks (x, y and control each ranked first). The p-value is
-    the t-test with n - 3 degrees of freedom, ``t = r * sqrt((n - 3) / (1 - r^2))``. The bootstrap
-    uses the equivalent closed form ``(r_xy - r_xz r_yz) / sqrt((1 - r_xz^2)(1 - r_yz^2))`` per resample.
-
-    Raises:
-        ValueError: unequal lengths, NaN, fewer than 4 points, a constant variable, method not
-            ``spearman``/``pearson``.
-    """
-    _method(method, ("spearman", "pearson"))
-    _n_boot(n_boot)
-    xa = _vector(x, names[0], min_n=4)
-    ya = _vector(y, names[1], n=len(xa), other=names[0])
-    za = _vector(control, names[2], n=len(xa), other=names[0])
-    tx, ty, tz = (sps.rankdata(v) for v in (xa, ya, za)) if method == "spearman" else (xa, ya, za)
-    rx, ry = _residualize(tx, tz), _residualize(ty, tz)
-    denom = math.sqrt(float(rx @ rx) * float(ry @ ry))
-    if denom == 0:
-        raise ValueError(f"{names[0]} or {names[1]} is fully explained by {names[2]}: the partial correlation is "
-                         "undefined. Hint: check that the control is not a copy of a variable")
-    r = float(rx @ ry) / denom
-    df = len(xa) - 3
-    t = r * math.sqrt(df / max(1e-300, 1 - r * r))
-    pvalue = float(2 * sps.t.sf(abs(t), df))
-    ci, valid = (math.nan, math.nan), 0
-    if n_boot:
-        idx = _generator(rng).integers(0, len(xa), size=(n_boot, len(xa)))
-        if method == "spearman":
-            bx, by, bz = (_resample_ranks(v, idx) for v in (xa, ya, za))
-        else:
-            bx, by, bz = xa[idx], ya[idx], za[idx]
-        rxy, rxz, ryz = _rowwise_pearson(bx, by), _rowwise_pearson(bx, bz), _rowwise_pearson(by, bz)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            boot = (rxy - rxz * ryz) / np.sqrt((1 - rxz**2) * (1 - ryz**2))
-        ci, valid = _interval(boot, level)
-    return Correlation(method=method, coef=r, pvalue=pvalue, ci=ci, n=len(xa), n_boot=n_boot, n_boot_valid=valid,
-                       level=level, names=(names[0], names[1]), control=names[2])
-
 
 # ---------------------------------------------------------------------------------- Finding #1
 
@@ -425,13 +190,14 @@ def finding1(bits: Any, pgd_acc: Any, *, k: int | None = None, rng: RngLike, C: 
                     cv_std=float(scores.std()), cv_folds=folds, embedding=emb, perplexity=perp, C=C)
 
 
-# ---------------------------------------------------------------------------------- Finding #2
+# ---------------------------------------------------------------------------------- density, direct-edge convs
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class Finding2:
-    """Density against PGD accuracy (paper Finding #2 / Eq. 2, Fig. 5): a least-squares line with its
-    confidence band, and the Spearman correlation.
+    """Density against PGD accuracy (paper Eq. 2, Fig. 5): a least-squares line with its confidence
+    band, and the Spearman correlation. (The paper discusses density under its Finding #1, "robust
+    architectures tend to have dense connections"; the name ``finding2`` is this API's and stays.)
 
     Attributes:
         n: candidates; level: coverage of the intervals.
@@ -459,7 +225,7 @@ class Finding2:
 
 def finding2(density: Any, pgd_acc: Any, *, level: float = 0.95, grid: int = 50, n_boot: int = 1000,
              rng: RngLike = None, names: tuple[str, str] = ("density", "pgd_acc")) -> Finding2:
-    """Finding #2: is a denser architecture more robust? Linear fit, band and Spearman (see :class:`Finding2`).
+    """Is a denser architecture more robust? Linear fit, band and Spearman (see :class:`Finding2`).
 
     Raises:
         ValueError: unequal lengths, NaN, fewer than 3 points, a constant variable, grid < 2.
@@ -484,3 +250,308 @@ def finding2(density: Any, pgd_acc: Any, *, level: float = 0.95, grid: int = 50,
                                                               float(fit.slope + t * fit.stderr)),
                     slope_pvalue=float(fit.pvalue), r2=float(fit.rvalue**2), x_grid=xg, y_fit=yg,
                     band_low=yg - half, band_high=yg + half, spearman=spear)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetGroup:
+    """Candidates of one conv budget (Finding #2, Fig. 6).
+
+    Attributes:
+        budget: sep-convs per cell (None: sampled without a budget).
+        n: candidates in the group.
+        counts: the distinct direct-edge conv counts, ascending; ``mean_pgd``, ``std_pgd`` and
+            ``n_per_count`` give the PGD accuracy at each (std 0 for a single candidate).
+        correlation: direct-edge convs vs PGD accuracy within the group; None when undefined.
+        note: why ``correlation`` is None ("" otherwise).
+    """
+
+    budget: int | None
+    n: int
+    counts: tuple[float, ...]
+    mean_pgd: tuple[float, ...]
+    std_pgd: tuple[float, ...]
+    n_per_count: tuple[int, ...]
+    correlation: Correlation | None
+    note: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DirectConvs:
+    """Direct-edge convs against PGD accuracy, one :class:`BudgetGroup` per budget (ascending, None last)."""
+
+    groups: tuple[BudgetGroup, ...]
+    method: str
+
+
+def _budgets(budget: Any, n: int) -> list[int | None]:
+    values = list(budget)
+    if len(values) != n:
+        raise ValueError(f"budget has {len(values)} values but direct_convs has {n}: they must be paired")
+    out: list[int | None] = []
+    for v in values:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            out.append(None)
+        elif isinstance(v, int | np.integer | float) and not isinstance(v, bool) and float(v).is_integer():
+            out.append(int(v))
+        else:
+            raise ValueError(f"budget: expected whole numbers of sep-convs per cell or None, got {v!r}")
+    return out
+
+
+def direct_convs_by_budget(direct_convs: Any, budget: Any, pgd_acc: Any, *, method: str = "spearman",
+                           n_boot: int = 1000, rng: RngLike = None) -> DirectConvs:
+    """Finding #2: PGD accuracy against the number of convs on direct edges, per conv budget.
+
+    Within each budget, the mean PGD accuracy per direct-conv count and the correlation of the two
+    (the paper: direct-edge convs help under small budgets). Groups where the correlation is
+    undefined (fewer than 3 candidates, or one count only) keep their means and say why.
+
+    Raises:
+        ValueError: unequal lengths, NaN, fewer than 3 points, a budget that is not a whole number.
+    """
+    _method(method)
+    gen = _generator(rng)
+    dc = _vector(direct_convs, "direct_convs", constant_ok=True)
+    pgd = _vector(pgd_acc, "pgd_acc", n=len(dc), other="direct_convs", constant_ok=True)
+    budgets = _budgets(budget, len(dc))
+    keys = sorted({b for b in budgets if b is not None}) + ([None] if None in budgets else [])
+    groups = []
+    for b in keys:
+        mask = np.array([v == b for v in budgets])
+        x, y = dc[mask], pgd[mask]
+        counts = np.unique(x)
+        means = tuple(float(y[x == c].mean()) for c in counts)
+        stds = tuple(float(y[x == c].std()) for c in counts)
+        corr, note = None, ""
+        if len(x) < 3 or len(counts) < 2 or np.ptp(y) == 0:
+            note = (f"only {len(x)} candidate(s)" if len(x) < 3 else
+                    "one direct-conv count only" if len(counts) < 2 else "constant PGD accuracy")
+        else:
+            corr = correlate(x, y, method=method, n_boot=n_boot, rng=gen, names=("direct_convs", "pgd_acc"))
+        groups.append(BudgetGroup(budget=b, n=len(x), counts=tuple(float(c) for c in counts), mean_pgd=means,
+                                  std_pgd=stds, n_per_count=tuple(int(np.sum(x == c)) for c in counts),
+                                  correlation=corr, note=note))
+    return DirectConvs(groups=tuple(groups), method=method)
+
+
+# ---------------------------------------------------------------------------------- Finding #3 per cell
+
+
+@dataclass(frozen=True, kw_only=True)
+class CellCorrelations:
+    """One cell's FSP distance against robustness (paper Finding #3, Fig. 7).
+
+    Attributes:
+        cell: depth, 0 = the first cell.
+        fsp_pgd, fsp_gap: raw distance vs PGD accuracy / vs the clean-minus-PGD gap.
+        rel_pgd, rel_gap: the same for the relative distance ||G(x) - G(x_adv)||^2 / ||G(x)||^2.
+        partial: raw distance vs PGD accuracy controlling for the activation scale ``fsp_scale``.
+        Each is None when its columns were not given.
+    """
+
+    cell: int
+    fsp_pgd: Correlation
+    fsp_gap: Correlation | None
+    rel_pgd: Correlation | None
+    rel_gap: Correlation | None
+    partial: Correlation | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PerCell:
+    """Per-cell correlations, first cell first; ``dropped`` records lacked the columns (filtered out)."""
+
+    stage: str
+    method: str
+    n: int
+    dropped: int
+    cells: tuple[CellCorrelations, ...]
+
+
+# stage -> columns (raw, relative, scale, PGD accuracy, clean accuracy) of the same networks
+STAGES: dict[str, tuple[str, str, str, str, str]] = {
+    "after": ("fsp", "fsp_rel", "fsp_scale", "pgd_acc", "clean_acc"),
+    "before": ("fsp_before_finetune", "fsp_rel_before_finetune", "fsp_scale_before_finetune",
+               "pgd_acc_before_finetune", "clean_acc_before_finetune"),
+}
+
+
+def _is_records(data: Any) -> bool:
+    return isinstance(data, Sequence) and len(data) > 0 and isinstance(data[0], Mapping)
+
+
+def _matrix(values: Any, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim != 2 or (shape is not None and arr.shape != shape):
+        raise ValueError(f"{name}: expected an (n candidates, cells) array{'' if shape is None else f' {shape}'}, "
+                         f"got shape {arr.shape}")
+    return arr
+
+
+_Opt = np.ndarray | None
+
+
+def _stage_arrays(records: Records, stage: str) -> tuple[np.ndarray, np.ndarray, _Opt, _Opt, _Opt, int]:
+    """(fsp, pgd, rel, scale, clean) of ``stage`` over the records that hold all of them, and how many did not."""
+    if stage not in STAGES:
+        raise ValueError(f"stage: expected one of {', '.join(STAGES)}, got {stage!r}")
+    raw, rel, scale, pgd, clean = STAGES[stage]
+    fsp_a, pgd_a = list_column(records, raw), column(records, pgd)
+    rel_a = list_column(records, rel) if has_column(records, rel) else None
+    scale_a = list_column(records, scale) if has_column(records, scale) else None
+    clean_a = column(records, clean) if has_column(records, clean) else None
+    keep = np.isfinite(fsp_a).all(axis=1) & np.isfinite(pgd_a)
+    for v in (rel_a, scale_a, clean_a):
+        if v is not None:
+            keep &= np.isfinite(v).all(axis=1) if v.ndim == 2 else np.isfinite(v)
+
+    def rows(v: _Opt) -> _Opt:
+        return None if v is None else v[keep]
+
+    return fsp_a[keep], pgd_a[keep], rows(rel_a), rows(scale_a), rows(clean_a), int(np.sum(~keep))
+
+
+def per_cell(data: Any, pgd_acc: Any = None, *, clean_acc: Any = None, fsp_rel: Any = None, fsp_scale: Any = None,
+             stage: str = "after", method: str = "spearman", n_boot: int = 1000, rng: RngLike = None) -> PerCell:
+    """Finding #3 by depth: each cell's FSP distance against PGD accuracy and the clean-minus-PGD gap.
+
+    The paper found lower FSP distance in the deeper cells of robust networks (a negative
+    correlation with PGD accuracy). The raw distance largely tracks the scale of the activations
+    (SPEC §5), so the relative distance and the partial correlation of the raw distance given the
+    scale ``fsp_scale`` (mean ||G(x)||_F^2) are reported beside it.
+
+    Args:
+        data: records (the columns of ``stage`` are read; records lacking any are dropped and
+            counted) or an (n, cells) array of raw distances.
+        pgd_acc, clean_acc, fsp_rel, fsp_scale: with an array ``data``: (n,), (n,), (n, cells), (n, cells).
+        stage: with records, ``after`` (the finetuned networks: ``fsp`` vs ``pgd_acc``) or ``before``
+            (inherited weights: ``fsp_before_finetune`` vs ``pgd_acc_before_finetune``).
+        method, n_boot, rng: as :func:`correlate`.
+
+    Raises:
+        ValueError: shapes that do not match, NaN, fewer than 4 candidates, a constant column (named
+            ``fsp[cell 2]``), a missing ``pgd_acc``; TypeError: records and arrays mixed.
+    """
+    gen = _generator(rng)
+    names = ("fsp", "fsp_rel", "fsp_scale", "pgd_acc", "clean_acc")
+    dropped = 0
+    if _is_records(data):
+        if any(v is not None for v in (pgd_acc, clean_acc, fsp_rel, fsp_scale)):
+            raise TypeError("per_cell: pass either records (and read their columns) or arrays, not both")
+        fsp, pgd, rel, scale, clean, dropped = _stage_arrays(data, stage)
+        names = STAGES[stage]
+    else:
+        if pgd_acc is None:
+            raise ValueError("per_cell: with an array of FSP distances, pgd_acc is required")
+        fsp = _matrix(data, "fsp")
+        pgd = np.asarray(pgd_acc, dtype=float)
+        rel = None if fsp_rel is None else _matrix(fsp_rel, "fsp_rel", fsp.shape)
+        scale = None if fsp_scale is None else _matrix(fsp_scale, "fsp_scale", fsp.shape)
+        clean = None if clean_acc is None else np.asarray(clean_acc, dtype=float)
+        stage = "arrays"
+    pgd = _vector(pgd, names[3], n=len(fsp), other=names[0], min_n=4)
+    gap = None if clean is None else _vector(clean, names[4], n=len(pgd), other=names[3]) - pgd
+    gap_name = f"{names[4]} - {names[3]}"
+    def corr(v: np.ndarray | None, name: str, y: np.ndarray | None, y_name: str, c: int) -> Correlation | None:
+        if v is None or y is None:
+            return None
+        return correlate(v[:, c], y, method=method, n_boot=n_boot, rng=gen, names=(f"{name}[cell {c}]", y_name))
+
+    cells = []
+    for c in range(fsp.shape[1]):
+        fsp_pgd = correlate(fsp[:, c], pgd, method=method, n_boot=n_boot, rng=gen,
+                            names=(f"{names[0]}[cell {c}]", names[3]))
+        partial = None if scale is None else partial_correlation(
+            fsp[:, c], pgd, scale[:, c], method="pearson" if method == "pearson" else "spearman", n_boot=n_boot,
+            rng=gen, names=(f"{names[0]}[cell {c}]", names[3], f"{names[2]}[cell {c}]"))
+        cells.append(CellCorrelations(cell=c, fsp_pgd=fsp_pgd, fsp_gap=corr(fsp, names[0], gap, gap_name, c),
+                                      rel_pgd=corr(rel, names[1], pgd, names[3], c),
+                                      rel_gap=corr(rel, names[1], gap, gap_name, c), partial=partial))
+    return PerCell(stage=stage, method=method, n=len(pgd), dropped=dropped, cells=tuple(cells))
+
+
+PROXIES: dict[str, tuple[str, str, bool]] = {
+    "fsp": ("fsp_before_finetune", "seconds_fsp", True),
+    "fsp_rel": ("fsp_rel_before_finetune", "seconds_fsp", True),
+    "grad_norm": ("proxy_grad_norm", "seconds_grad_norm", False),
+    "synflow": ("proxy_synflow", "seconds_synflow", False),
+    "naswot": ("proxy_naswot", "seconds_naswot", False),
+    "pgd_before_finetune": ("pgd_acc_before_finetune", "seconds_pgd_before", False),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProxyRow:
+    """One proxy: its :class:`FilterQuality` against final PGD accuracy and its cost per candidate."""
+
+    proxy: str
+    column: str
+    lower_is_better: bool
+    quality: FilterQuality
+    seconds_per_candidate: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProxyTable:
+    """Cheap robustness proxies side by side (inherited weights, before finetuning).
+
+    Attributes:
+        rows: one per proxy found; notes: proxies left out and why, caveats.
+        finetune_seconds: mean finetuning cost per candidate, the cost a filter saves (None if absent).
+    """
+
+    rows: tuple[ProxyRow, ...]
+    keep: float
+    top: float
+    notes: tuple[str, ...]
+    finetune_seconds: float | None
+
+
+def _mean_seconds(records: Records, name: str) -> float | None:
+    if not has_column(records, name):
+        return None
+    v = column(records, name)
+    return float(np.nanmean(v))
+
+
+def proxy_table(records: Records, proxies: Sequence[str] = tuple(PROXIES), *, keep: float = 0.3,
+                top: float = 0.1, n_boot: int = 1000, rng: RngLike = None) -> ProxyTable:
+    """Each proxy's Spearman with final PGD accuracy (with CI), its top-``top`` recall when keeping
+    ``keep`` of the candidates, and its cost in seconds per candidate (mean of its ``seconds_*`` column).
+
+    Per-cell FSP distances are summarised by their mean over cells (the sum ranks the same). Only
+    candidates with a final PGD accuracy and the proxy's value count; when the run used the FSP
+    filter, the filtered-out candidates have no final accuracy and every recall is over the
+    finetuned ones only (noted). Proxies whose column is absent are left out with a note.
+
+    Raises:
+        ValueError: an unknown proxy name, records without ``pgd_acc``.
+    """
+    unknown = [p for p in proxies if p not in PROXIES]
+    if unknown:
+        raise ValueError(f"proxy_table: unknown proxy {unknown[0]!r}; expected some of {', '.join(PROXIES)}")
+    gen = _generator(rng)
+    target = column(records, "pgd_acc")
+    notes: list[str] = []
+    if has_column(records, "filtered_out") and any(r.get("filtered_out") for r in records):
+        notes.append(f"{sum(bool(r.get('filtered_out')) for r in records)} candidates were filtered out before "
+                     "finetuning (no final PGD accuracy): recalls are over the finetuned candidates only")
+    rows = []
+    for name in proxies:
+        col, sec, lower = PROXIES[name]
+        if not has_column(records, col):
+            notes.append(f"{name}: column {col!r} absent, left out")
+            continue
+        values = list_column(records, col).mean(axis=1) if isinstance(
+            next(r[col] for r in records if r.get(col) is not None), list) else column(records, col)
+        ok = np.isfinite(values) & np.isfinite(target)
+        try:
+            q = filter_quality(values[ok], target[ok], keep=keep, top=top, lower_is_better=lower, n_boot=n_boot,
+                               rng=gen, names=(col, "pgd_acc"))
+        except ValueError as e:
+            notes.append(f"{name}: {e}")
+            continue
+        rows.append(ProxyRow(proxy=name, column=col, lower_is_better=lower, quality=q,
+                             seconds_per_candidate=_mean_seconds(records, sec)))
+    return ProxyTable(rows=tuple(rows), keep=keep, top=top, notes=tuple(notes),
+                      finetune_seconds=_mean_seconds(records, "seconds_finetune"))
