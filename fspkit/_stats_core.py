@@ -253,7 +253,9 @@ def partial_correlation(x: Any, y: Any, control: Any, *, method: str = "spearman
     tx, ty, tz = (sps.rankdata(v) for v in (xa, ya, za)) if method == "spearman" else (xa, ya, za)
     rx, ry = _residualize(tx, tz), _residualize(ty, tz)
     denom = math.sqrt(float(rx @ rx) * float(ry @ ry))
-    if denom == 0:
+    # residual sum of squares at rounding level of the total: the control explains the variable
+    if float(rx @ rx) <= 1e-12 * float(((tx - tx.mean()) ** 2).sum()) or \
+            float(ry @ ry) <= 1e-12 * float(((ty - ty.mean()) ** 2).sum()):
         raise ValueError(f"{names[0]} or {names[1]} is fully explained by {names[2]}: the partial correlation is "
                          "undefined. Hint: check that the control is not a copy of a variable")
     r = float(rx @ ry) / denom
