@@ -1,0 +1,730 @@
+"""The paper's figures from a search's records (Guo et al., "When NAS Meets Robustness", CVPR 2020).
+
+Every ``plot_*`` function takes the data (records, or a result of :mod:`fspkit.stats`) and a
+matplotlib ``Axes`` (a ``Figure`` for multi-panel ones), draws on it and returns it, so the
+figures compose into a user's own layout. The ``figure_*`` functions build one whole captioned
+figure from records (computing its statistics with :mod:`fspkit.stats`); :func:`plot_all` writes
+every figure of a run and :func:`plot_run` is what ``fspkit plot RUN_DIR`` calls.
+
+Only this module imports matplotlib and seaborn, lazily (inside functions), so ``import fspkit``
+never needs them. Figures are ``matplotlib.figure.Figure`` objects (no pyplot, no global figure
+manager) saved through the Agg canvas; seaborn's style is applied with ``rc_context``, never
+``set_theme``, so the caller's rcParams are left as they were.
+
+Records are mappings with the search's columns (``pgd_acc``, ``density``, ``fsp``, ...; see
+:mod:`fspkit.study`); accuracies are fractions in [0, 1] and are shown in percent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import stats
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    from .study import StudyReport
+
+__all__ = [
+    "FIGURES", "FORMATS", "add_caption", "caption_text", "figure_density", "figure_direct_convs",
+    "figure_filtering", "figure_finding1", "figure_finetune", "figure_fsp_depth", "figure_params",
+    "figure_proxies", "new_figure", "plot_all", "plot_density", "plot_direct_convs", "plot_filtering",
+    "plot_finetune", "plot_finetune_hist", "plot_fsp_depth", "plot_params", "plot_proxies", "plot_run",
+    "plot_style", "plot_tsne", "plot_weights", "run_context", "save_figure", "series",
+]
+
+log = logging.getLogger(__name__)
+
+FORMATS: tuple[str, ...] = ("png", "pdf", "svg")
+DPI = 150
+# Font sizes in points at the saved size (>= 9 pt everywhere).
+_FONTS: dict[str, float] = {"font.size": 10.0, "axes.titlesize": 11.0, "axes.labelsize": 10.0,
+                            "xtick.labelsize": 9.0, "ytick.labelsize": 9.0, "legend.fontsize": 9.0,
+                            "legend.title_fontsize": 9.0, "figure.titlesize": 12.0}
+CAPTION_SIZE = 9.0
+# Finding #1's split (the paper: top-300 vs bottom-300 of 1000) and the FSP filter's keep fraction.
+GROUP_SHARE = 0.3
+KEEP = 0.3
+Records = Sequence[Mapping[str, Any]]
+
+
+# --------------------------------------------------------------------------- style, caption, files
+@contextlib.contextmanager
+def plot_style() -> Iterator[None]:
+    """Seaborn's ``whitegrid`` style, its colorblind palette and this module's font sizes, for the
+    duration of the block only (``matplotlib.rc_context``)."""
+    import matplotlib as mpl
+    import seaborn as sns
+    from cycler import cycler
+
+    rc: Any = {**sns.axes_style("whitegrid"), **sns.plotting_context("paper"), **_FONTS,
+                          "axes.prop_cycle": cycler(color=sns.color_palette("colorblind")),
+                          "savefig.dpi": DPI, "figure.dpi": DPI}
+    with mpl.rc_context(rc):
+        yield
+
+
+def _palette() -> list[Any]:
+    import seaborn as sns
+
+    return list(sns.color_palette("colorblind"))
+
+
+def new_figure(width: float = 5.5, height: float = 4.0) -> Figure:
+    """A ``Figure`` (size in inches, constrained layout) in this module's style, unknown to pyplot.
+
+    Make its axes inside :func:`plot_style` (``with plot_style(): ax = fig.subplots()``) so the tick
+    labels get this module's font sizes; the ``figure_*`` functions do.
+    """
+    from matplotlib.figure import Figure
+
+    with plot_style():
+        return Figure(figsize=(width, height), layout="constrained", dpi=DPI)
+
+
+def caption_text(context: Mapping[str, Any] | None, *, n: int, what: str = "candidates") -> str:
+    """The caption line: ``n = 180 of 200 candidates · attack: PGD-7 eps 8/255 · data: CIFAR-10 val``.
+
+    Args:
+        context: facts of the run, keys ``attack``, ``data`` and ``n`` (the run's size); missing
+            ones read "not recorded".
+        n: how many candidates the figure shows.
+        what: the noun counted.
+    """
+    ctx = dict(context or {})
+    total = ctx.get("n")
+    count = f"n = {n} {what}" if total is None or int(total) == n else f"n = {n} of {int(total)} {what}"
+    return f"{count} · attack: {ctx.get('attack') or 'not recorded'} · data: {ctx.get('data') or 'not recorded'}"
+
+
+def add_caption(fig: Figure, context: Mapping[str, Any] | None, *, n: int, what: str = "candidates") -> Text:
+    """Put the caption line (:func:`caption_text`) under the axes of ``fig``; returns its ``Text``.
+
+    With constrained layout the axes move up to make room; without, the line sits on the bottom
+    edge (saving with ``bbox_inches="tight"`` keeps it).
+    """
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    engine = fig.get_layout_engine()
+    if isinstance(engine, ConstrainedLayoutEngine):
+        room = (CAPTION_SIZE * 1.6 + 4.0) / (fig.get_figheight() * 72.0)
+        engine.set(rect=(0.0, room, 1.0, 1.0 - room))
+    return fig.text(0.5, 0.008, caption_text(context, n=n, what=what), ha="center", va="bottom",
+                    fontsize=CAPTION_SIZE, color="0.25", wrap=True)
+
+
+def save_figure(fig: Figure, path: str | Path, *, fmt: str | None = None) -> Path:
+    """Write ``fig`` to ``path`` atomically, in ``fmt`` (default: the suffix's format; Agg for png).
+
+    Raises:
+        ValueError: a format other than png, pdf or svg.
+    """
+    from robnet._files import atomic_write
+
+    target = Path(path)
+    fmt = fmt or target.suffix.lstrip(".") or "png"
+    if fmt not in FORMATS:
+        raise ValueError(f"figure format {fmt!r} is not supported: expected one of {', '.join(FORMATS)}")
+    # pdf and svg embed the creation time unless told not to; without it reruns give identical files
+    metadata: dict[str, Any] = {"png": {}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}[fmt]
+    atomic_write(target, lambda f: fig.savefig(f, format=fmt, dpi=DPI, metadata=metadata))
+    return target
+
+
+# --------------------------------------------------------------------------- data helpers
+def _rows(records: Any) -> list[Mapping[str, Any]]:
+    if hasattr(records, "to_dict") and not isinstance(records, Mapping):  # a pandas DataFrame
+        records = records.to_dict("records")
+    if isinstance(records, Mapping | str | bytes):
+        raise TypeError(f"expected a sequence of records (one mapping per candidate), got {type(records).__name__}")
+    rows = list(records)
+    for i, r in enumerate(rows):
+        if not isinstance(r, Mapping):
+            raise TypeError(f"record {i} is a {type(r).__name__}, expected a mapping of column -> value")
+    if not rows:
+        raise ValueError("no records to plot (an empty table); hint: fspkit.study.load_records(RUN_DIR)")
+    return rows
+
+
+def _with(records: Records, *names: str) -> list[Mapping[str, Any]]:
+    """The records holding a finite value in every one of ``names`` (lists: every entry finite)."""
+    rows = _rows(records)
+    for name in names:
+        if not stats.has_column(rows, name):
+            raise ValueError(f"column {name!r} is absent from all {len(rows)} records; hint: it is recorded by "
+                             "the search stage that computes it (FSP and proxies: `fspkit search`)")
+
+    def finite(v: Any) -> bool:
+        values = v if isinstance(v, list | tuple) else [v]
+        return all(x is not None and math.isfinite(float(x)) for x in values)
+
+    return [r for r in rows if all(finite(r.get(name)) for name in names)]
+
+
+def _pct(rows: Records, name: str) -> np.ndarray:
+    return stats.column(rows, name) * 100.0
+
+
+def series(records: Records, *, max_groups: int = 3) -> tuple[list[int | None], dict[int | None, str]]:
+    """The conv-budget series of Fig. 1 and Fig. 6: a key per record and a legend label per key.
+
+    The key is the record's ``budget`` (sep-convs per cell the candidate was sampled with; None:
+    unconstrained). When no record has a budget, candidates are grouped by their own ``convs``
+    instead (a candidate's budget is its conv count), in at most ``max_groups`` bins of about
+    equal size, keyed 0, 1, ... from the fewest convs.
+    """
+    rows = _rows(records)
+    if stats.has_column(rows, "budget") or not stats.has_column(rows, "convs"):
+        budgets: list[int | None] = [None if r.get("budget") is None else int(r["budget"]) for r in rows]
+        return budgets, {k: "unconstrained" if k is None else f"budget {k}" for k in set(budgets)}
+    convs = stats.column(rows, "convs")
+    cuts = np.unique(np.quantile(convs, np.linspace(0, 1, max_groups + 1)[1:-1]))
+    bins = np.searchsorted(cuts, convs, side="left")  # (n,) bin of each record
+    keys: list[int | None] = [None] * len(rows)
+    labels: dict[int | None, str] = {}
+    for b in np.unique(bins):
+        members = np.flatnonzero(bins == b)
+        lo, hi = float(convs[members].min()), float(convs[members].max())
+        for i in members:
+            keys[i] = int(b)
+        labels[int(b)] = f"{lo:g} convs" if lo == hi else f"{lo:g}-{hi:g} convs"
+    return keys, labels
+
+
+def _legend(ax: Axes, *, title: str | None = None, loc: Any = "best", min_entries: int = 2) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if len(labels) >= min_entries:
+        ax.legend(handles, labels, title=title, loc=loc, frameon=True, framealpha=0.9)
+
+
+def _legend_below(ax: Axes, *, title: str | None = None) -> None:
+    """The legend under the axes, clear of the data, the tick labels and the x label."""
+    from matplotlib.transforms import ScaledTranslation
+
+    below = ax.transAxes + ScaledTranslation(0.0, -44.0 / 72.0, ax.figure.dpi_scale_trans)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below, title=title, frameon=False)
+
+
+def _t_half(std: Any, n: Any, level: float = 0.95) -> np.ndarray:
+    """Half-width of the t interval of a mean from the population std (ddof 0) of n values: t * std / sqrt(n - 1);
+    0 for single values."""
+    from scipy import stats as sps
+
+    std, n = np.asarray(std, dtype=float), np.asarray(n, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        half = sps.t.ppf(0.5 + level / 2, n - 1) * std / np.sqrt(n - 1)
+    return np.where(n > 1, half, 0.0)
+
+
+def _ci_text(c: stats.Correlation) -> str:
+    return f"ρ = {c.coef:+.2f} [{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]"
+
+
+# --------------------------------------------------------------------------- Fig. 1 and Fig. 3
+def plot_params(records: Records, ax: Axes) -> Axes:
+    """Fig. 1: parameter count (millions) vs final PGD accuracy (%), one colour per conv budget."""
+    rows = _with(records, "params", "pgd_acc")
+    x, y = stats.column(rows, "params") / 1e6, _pct(rows, "pgd_acc")
+    keys, labels = series(rows)
+    with plot_style():
+        for key in sorted(labels, key=lambda k: (k is None, k or 0)):
+            sel = np.array([k == key for k in keys])
+            ax.scatter(x[sel], y[sel], s=16, alpha=0.75, linewidths=0, label=labels[key])
+        ax.set_xlabel("parameters (millions)")
+        ax.set_ylabel("PGD accuracy after finetuning (%)")
+        ax.set_title("Fig. 1: model size vs PGD accuracy")
+        _legend(ax, title="sep-convs per cell" if len(labels) > 1 else None)
+    return ax
+
+
+def plot_finetune(records: Records, ax: Axes) -> Axes:
+    """Fig. 3 (left): PGD accuracy with the inherited weights vs after finetuning, and the line y = x."""
+    rows = _with(records, "pgd_acc_before_finetune", "pgd_acc")
+    before, after = _pct(rows, "pgd_acc_before_finetune"), _pct(rows, "pgd_acc")
+    lo, hi = float(min(before.min(), after.min())), float(max(before.max(), after.max()))
+    with plot_style():
+        ax.scatter(before, after, s=16, alpha=0.75, linewidths=0, label="candidate")
+        ax.plot([lo, hi], [lo, hi], ls="--", color="0.35", lw=1.0, label="y = x")
+        ax.set_xlabel("PGD accuracy, inherited weights (%)")
+        ax.set_ylabel("PGD accuracy after finetuning (%)")
+        ax.set_title("Fig. 3: before vs after finetuning")
+        _legend(ax, loc="lower right")
+    return ax
+
+
+def plot_finetune_hist(records: Records, ax: Axes, *, bins: int = 20) -> Axes:
+    """Fig. 3 (right): PGD accuracy before and after finetuning, two histograms on shared bins."""
+    rows = _rows(records)
+    before = _pct(_with(rows, "pgd_acc_before_finetune"), "pgd_acc_before_finetune")
+    after = _pct(_with(rows, "pgd_acc"), "pgd_acc")
+    edges = np.histogram_bin_edges(np.concatenate([before, after]), bins=bins).tolist()
+    with plot_style():
+        ax.hist(before, bins=edges, alpha=0.6, label=f"before finetuning (n={len(before)})")
+        ax.hist(after, bins=edges, alpha=0.6, label=f"after finetuning (n={len(after)})")
+        ax.set_xlabel("PGD accuracy (%)")
+        ax.set_ylabel("candidates (count)")
+        ax.set_title("PGD accuracy distribution")
+        _legend(ax)
+    return ax
+
+
+# --------------------------------------------------------------------------- Fig. 4 (Finding #1)
+def plot_tsne(result: stats.Finding1, ax: Axes) -> Axes:
+    """Fig. 4 (left): t-SNE of the bit vectors of the top-k (robust) and bottom-k (non-robust) candidates.
+
+    Raises:
+        ValueError: the result was computed with ``tsne=False``.
+    """
+    if result.embedding is None:
+        raise ValueError("plot_tsne: this Finding1 has no embedding; hint: stats.finding1(..., tsne=True)")
+    emb, robust = np.asarray(result.embedding), np.asarray(result.labels) == 1
+    colors = _palette()
+    with plot_style():
+        ax.scatter(emb[robust, 0], emb[robust, 1], s=14, alpha=0.75, linewidths=0, color=colors[0],
+                   label=f"robust: top {result.k} (PGD ≥ {100 * result.top_min_pgd:.1f}%)")
+        ax.scatter(emb[~robust, 0], emb[~robust, 1], s=14, alpha=0.75, linewidths=0, color=colors[1],
+                   label=f"non-robust: bottom {result.k} (PGD ≤ {100 * result.bottom_max_pgd:.1f}%)")
+        ax.set_xlabel("t-SNE 1 (unitless)")
+        ax.set_ylabel("t-SNE 2 (unitless)")
+        ax.set_title("Fig. 4: t-SNE of genotype bits")
+        _legend_below(ax)
+    return ax
+
+
+def plot_weights(result: stats.Finding1, ax: Axes) -> Axes:
+    """Fig. 4 (right): the linear classifier's weight per (edge, op) bit, positive and negative coloured.
+
+    One horizontal bar per bit, named, for a shared cell; one vertical bar per bit with a tick
+    per cell for cell-free genotypes.
+    """
+    w = np.asarray(result.weights, dtype=float)
+    colors = np.array(_palette()[:2], dtype=object)
+    bar_colors = [colors[0] if v > 0 else colors[1] for v in w]
+    with plot_style():
+        from matplotlib.patches import Patch
+
+        if len(w) <= stats.BITS_PER_CELL:
+            pos = np.arange(len(w))[::-1]
+            ax.barh(pos, w, color=bar_colors, height=0.8)
+            ax.set_yticks(pos, [n.replace(":", " ") for n in result.feature_names], fontsize=9)
+            ax.set_xlabel("weight (log-odds of robust per bit)")
+            ax.axvline(0.0, color="0.3", lw=0.8)
+        else:
+            ax.bar(np.arange(len(w)), w, color=bar_colors, width=1.0, linewidth=0)
+            starts = np.arange(0, len(w), stats.BITS_PER_CELL)
+            step = max(1, len(starts) // 10)
+            ax.set_xticks(starts[::step], [f"cell {i}" for i in range(0, len(starts), step)])
+            ax.set_xlabel("genotype bit (28 per cell)")
+            ax.set_ylabel("weight (log-odds of robust per bit)")
+            ax.axhline(0.0, color="0.3", lw=0.8)
+        ax.set_title(f"classifier weights: {result.positive_share:.0%} positive "
+                     f"({result.n_positive} of {result.n_positive + result.n_negative})\n"
+                     f"CV accuracy {result.cv_accuracy:.2f} ± {result.cv_std:.2f} (chance 0.50)")
+        ax.legend(handles=[Patch(color=colors[0], label="positive"), Patch(color=colors[1], label="negative")],
+                  loc="lower right", frameon=True, framealpha=0.9)
+    return ax
+
+
+# --------------------------------------------------------------------------- Fig. 5 and Fig. 6 (Finding #2)
+def plot_density(result: stats.Finding2, density: Any, pgd_acc: Any, ax: Axes) -> Axes:
+    """Fig. 5: density (paper Eq. 2) vs final PGD accuracy, the least-squares line and its band.
+
+    Args:
+        result: :func:`fspkit.stats.finding2` of the same ``density`` and ``pgd_acc``.
+        density, pgd_acc: the points (fractions).
+        ax: where to draw.
+    """
+    x, y = np.asarray(density, dtype=float), 100.0 * np.asarray(pgd_acc, dtype=float)
+    if len(x) != result.n or len(y) != result.n:
+        raise ValueError(f"plot_density: the fit has n = {result.n} but got {len(x)} densities and {len(y)} "
+                         "accuracies; pass the arrays the fit was computed from")
+    colors = _palette()
+    lo, hi = result.slope_ci
+    with plot_style():
+        ax.scatter(x, y, s=14, alpha=0.6, linewidths=0, color=colors[0], label="candidate")
+        ax.plot(result.x_grid, 100 * result.y_fit, color=colors[3], lw=1.6,
+                label=f"least squares: {100 * result.slope:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] points per unit")
+        ax.fill_between(result.x_grid, 100 * result.band_low, 100 * result.band_high, color=colors[3], alpha=0.2,
+                        linewidth=0, label=f"{result.level:.0%} confidence band of the mean")
+        ax.text(0.02, 0.97, f"Spearman {_ci_text(result.spearman)}\nR² = {result.r2:.2f}", transform=ax.transAxes,
+                va="top", ha="left", fontsize=9, bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "0.8"})
+        ax.set_xlabel("density (connected bits / all bits)")
+        ax.set_ylabel("PGD accuracy after finetuning (%)")
+        ax.set_title("Fig. 5: architecture density vs PGD accuracy")
+        _legend(ax, loc="lower right")
+    return ax
+
+
+def plot_direct_convs(result: stats.DirectConvs, ax: Axes, *, labels: Mapping[int | None, str] | None = None) -> Axes:
+    """Fig. 6: mean final PGD accuracy (%) per number of direct-edge convs, one series per budget,
+    with the 95% t interval of each mean and the series' Spearman correlation in the legend.
+
+    Args:
+        result: :func:`fspkit.stats.direct_convs_by_budget`.
+        ax: where to draw.
+        labels: legend label per budget key (default ``budget 7`` / ``unconstrained``).
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    groups = result.groups
+    width = 0.12 * (len(groups) - 1)
+    with plot_style():
+        for i, g in enumerate(groups):
+            name = (labels or {}).get(g.budget) or ("unconstrained" if g.budget is None else f"budget {g.budget}")
+            corr = _ci_text(g.correlation) if g.correlation is not None else g.note
+            x = np.asarray(g.counts) + (i * 0.12 - width / 2 if len(groups) > 1 else 0.0)  # dodge the series
+            y = 100 * np.asarray(g.mean_pgd)
+            ax.errorbar(x, y, yerr=100 * _t_half(g.std_pgd, g.n_per_count), marker="o", ms=5, capsize=3, lw=1.4,
+                        label=f"{name} (n={g.n}; {corr})")
+        ax.set_xlabel("sep-convs on direct edges (per cell)")
+        ax.set_ylabel("PGD accuracy after finetuning (%)")
+        ax.set_title("Fig. 6: direct-edge convs vs PGD accuracy")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _legend_below(ax, title="series: mean ± 95% CI per count; ρ: Spearman within the series")
+    return ax
+
+
+# --------------------------------------------------------------------------- Fig. 7 (Finding #3) and the filter
+def _stage(records: Records, stage: str | None) -> str:
+    if stage is None:
+        return "after" if stats.has_column(records, "fsp") else "before"
+    if stage not in stats.STAGES:
+        raise ValueError(f"stage: expected one of {', '.join(stats.STAGES)}, got {stage!r}")
+    return stage
+
+
+def plot_fsp_depth(records: Records, fig: Figure, *, stage: str | None = None, k: int | None = None) -> Figure:
+    """Fig. 7 (Finding #3): mean FSP distance per cell depth of the robust (top-k by PGD accuracy)
+    and non-robust (bottom-k) candidates, with 95% t intervals; the raw distance and, where
+    recorded, the relative one ||G(x) - G(x_adv)||_F^2 / ||G(x)||_F^2, one panel each.
+
+    Args:
+        records: candidate records.
+        fig: an empty figure; one or two axes are added.
+        stage: ``after`` (finetuned weights: ``fsp``, ``fsp_rel`` vs ``pgd_acc``) or ``before``
+            (inherited weights); default ``after`` when recorded.
+        k: group size (default 30% of the candidates, as Finding #1).
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    stage = _stage(records, stage)
+    raw, rel, _, pgd_col, _ = stats.STAGES[stage]
+    cols = [raw] + ([rel] if stats.has_column(_rows(records), rel) else [])
+    rows = _with(records, pgd_col, *cols)
+    n = len(rows)
+    k = round(GROUP_SHARE * n) if k is None else k
+    if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= n // 2:
+        raise ValueError(f"k: expected an int in 2..{n // 2} (two disjoint groups of at least 2), got {k!r} "
+                         f"for n = {n} candidates with {', '.join(cols)}")
+    order = np.argsort(-stats.column(rows, pgd_col), kind="stable")
+    groups = ((order[:k], f"robust (top {k})"), (order[n - k:], f"non-robust (bottom {k})"))
+    colors = _palette()
+    with plot_style():
+        axes = fig.subplots(1, len(cols), squeeze=False)[0]
+        for ax, col in zip(axes, cols, strict=True):
+            m = stats.list_column(rows, col)  # (n, cells)
+            depth = np.arange(m.shape[1])
+            for (idx, label), color in zip(groups, colors, strict=False):
+                mean, half = m[idx].mean(axis=0), _t_half(m[idx].std(axis=0), len(idx))
+                ax.plot(depth, mean, marker="o", ms=4, color=color, label=label)
+                ax.fill_between(depth, mean - half, mean + half, color=color, alpha=0.2, linewidth=0)
+            if np.all(m > 0) and m.max() / m.min() > 30:
+                ax.set_yscale("log")
+            for red in sorted({m.shape[1] // 3, 2 * m.shape[1] // 3} - {0}):
+                ax.axvline(red, color="0.5", ls=":", lw=1.0, label="reduction cell" if red == m.shape[1] // 3 else None)
+            ax.set_xlabel("cell depth (0 = first cell)")
+            ax.set_ylabel("relative FSP distance (unitless)" if col == rel else "FSP distance (squared Frobenius)")
+            ax.set_title("relative: ||ΔG||² / ||G(x)||²" if col == rel else "raw: ||G(x) - G(x_adv)||²")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            _legend(ax)
+        weights = "finetuned weights" if stage == "after" else "inherited weights"
+        fig.suptitle(f"Fig. 7: FSP distance by depth, robust vs non-robust ({weights}; mean ± 95% CI)")
+    return fig
+
+
+def plot_filtering(records: Records, ax: Axes, *, keep: float = KEEP) -> Axes:
+    """Fig. 7 (filter): the PGD-accuracy distribution of all candidates and of those the FSP filter keeps.
+
+    When the run used the filter (``filtered_out`` set), the accuracy known for every candidate
+    is the one with inherited weights, and the kept ones are those the run finetuned. Otherwise
+    the filter is simulated on final PGD accuracy: keep the ``keep`` fraction with the smallest
+    mean-over-cells ``fsp_before_finetune`` (as ``fspkit search --fsp-keep``), and the title gives
+    the recall of the true top 10% (:func:`fspkit.stats.filter_quality`).
+    """
+    rows = _rows(records)
+    colors = _palette()
+    if any(r.get("filtered_out") for r in rows):
+        rows = _with(rows, "pgd_acc_before_finetune")
+        acc = _pct(rows, "pgd_acc_before_finetune")
+        kept = np.array([not r.get("filtered_out") for r in rows])
+        xlabel, title = "PGD accuracy, inherited weights (%)", f"this run's FSP filter kept {kept.mean():.0%}"
+    else:
+        rows = _with(rows, "fsp_before_finetune", "pgd_acc")
+        score = stats.list_column(rows, "fsp_before_finetune").mean(axis=1)
+        acc = _pct(rows, "pgd_acc")
+        q = stats.filter_quality(score, acc, keep=keep, n_boot=0, names=("fsp_before_finetune", "pgd_acc"))
+        kept = np.zeros(len(rows), dtype=bool)
+        kept[np.argsort(score, kind="stable")[:q.n_keep]] = True  # the filter's rule (filter_quality's too)
+        xlabel = "PGD accuracy after finetuning (%)"
+        title = (f"simulated filter: keep {keep:.0%} lowest FSP; top-{q.top:.0%} recall {q.recall:.2f} "
+                 f"(random {q.random_recall:.2f})")
+    edges = np.histogram_bin_edges(acc, bins=20).tolist()
+    with plot_style():
+        ax.hist(acc, bins=edges, color=colors[7], alpha=0.6, label=f"all candidates (n={len(acc)})")
+        ax.hist(acc[kept], bins=edges, color=colors[2], alpha=0.75, label=f"kept by the FSP filter (n={kept.sum()})")
+        for values, color in ((acc, colors[7]), (acc[kept], colors[2])):
+            ax.axvline(float(np.median(values)), color=color, ls="--", lw=1.2)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("candidates (count)")
+        ax.set_title(f"Fig. 7: FSP filtering\n{title}")
+        _legend(ax, title="dashed: medians", loc="upper left")
+    return ax
+
+
+PROXY_LABELS: dict[str, str] = {"fsp": "FSP distance", "fsp_rel": "relative FSP", "grad_norm": "grad norm",
+                                "synflow": "SynFlow", "naswot": "NASWOT", "pgd_before_finetune": "PGD, no finetune"}
+
+
+def plot_proxies(table: stats.ProxyTable, fig: Figure) -> Figure:
+    """The proxy table as a figure: per proxy, its Spearman with final PGD accuracy (95% CI; the sign
+    flipped for scores where lower is better, so right = ranks robust candidates first), its recall
+    of the true top candidates when keeping a fraction, and its cost per candidate.
+
+    Raises:
+        ValueError: an empty table.
+    """
+    if not table.rows:
+        raise ValueError(f"plot_proxies: the table has no proxy rows ({'; '.join(table.notes) or 'no notes'})")
+    rows = table.rows
+    pos = np.arange(len(rows))[::-1]
+    names = [PROXY_LABELS.get(r.proxy, r.proxy) + (" (−)" if r.lower_is_better else "") for r in rows]
+    colors = _palette()
+    with plot_style():
+        ax0, ax1, ax2 = fig.subplots(1, 3, sharey=True, gridspec_kw={"width_ratios": [1.4, 1.0, 1.0]})
+        for y, r in zip(pos, rows, strict=True):
+            c, sign = r.quality.spearman, -1.0 if r.lower_is_better else 1.0
+            lo, hi = sorted((sign * c.ci[0], sign * c.ci[1]))
+            ax0.errorbar([sign * c.coef], [y], xerr=[[sign * c.coef - lo], [hi - sign * c.coef]], fmt="o",
+                         color=colors[0], capsize=3, ms=6)
+        ax0.axvline(0.0, color="0.3", lw=0.8)
+        ax0.set_yticks(pos, names)
+        ax0.set_xlabel("Spearman ρ with final PGD acc.\n(oriented; (−): lower score = better)")
+        ax0.set_title("rank agreement (95% CI)")
+        ax1.barh(pos, [r.quality.recall for r in rows], color=colors[2], height=0.6)
+        ax1.axvline(rows[0].quality.random_recall, color="0.3", ls="--", lw=1.0)
+        ax1.set_xlim(0, 1.05)
+        ax1.set_xlabel(f"recall of the true top {table.top:.0%} keeping {table.keep:.0%}\n(fraction; dashed: random)")
+        ax1.set_title("filter recall")
+        secs = [r.seconds_per_candidate or math.nan for r in rows]
+        ax2.barh(pos, secs, color=colors[4], height=0.6)
+        if table.finetune_seconds:
+            ax2.axvline(table.finetune_seconds, color="0.3", ls="--", lw=1.0)
+        if np.nanmin(secs) > 0:
+            ax2.set_xscale("log")
+        ax2.set_xlabel("seconds per candidate (log scale)" +
+                       ("\n(dashed: finetuning one)" if table.finetune_seconds else ""))
+        ax2.set_title("cost")
+        fig.suptitle("Cheap robustness proxies on the same candidates")
+    return fig
+
+
+# --------------------------------------------------------------------------- whole figures
+# Each takes the records, the caption context, an optional precomputed fspkit.study.StudyReport
+# (its statistics are reused so the figures show the report's numbers) and the seed of anything
+# computed here; it returns a captioned Figure.
+def _one_panel(plot: Callable[[Axes], Any], context: Mapping[str, Any] | None, n: int,
+               size: tuple[float, float] = (5.5, 4.2)) -> Figure:
+    fig = new_figure(*size)
+    with plot_style():
+        plot(fig.subplots())
+    add_caption(fig, context, n=n)
+    return fig
+
+
+def figure_params(records: Records, context: Mapping[str, Any] | None = None, *,
+                  analysis: StudyReport | None = None, seed: int = 0) -> Figure:
+    """Fig. 1 as a captioned figure (:func:`plot_params`)."""
+    rows = _with(records, "params", "pgd_acc")
+    return _one_panel(lambda ax: plot_params(rows, ax), context, len(rows))
+
+
+def figure_finetune(records: Records, context: Mapping[str, Any] | None = None, *,
+                    analysis: StudyReport | None = None, seed: int = 0) -> Figure:
+    """Fig. 3 as a captioned two-panel figure (:func:`plot_finetune`, :func:`plot_finetune_hist`)."""
+    rows = _rows(records)
+    n = len(_with(rows, "pgd_acc_before_finetune"))
+    fig = new_figure(10.0, 4.2)
+    with plot_style():
+        left, right = fig.subplots(1, 2)
+        plot_finetune(rows, left)
+        plot_finetune_hist(rows, right)
+    add_caption(fig, context, n=n)
+    return fig
+
+
+def figure_finding1(records: Records, context: Mapping[str, Any] | None = None, *,
+                    analysis: StudyReport | None = None, seed: int = 0) -> Figure:
+    """Fig. 4 (Finding #1) as a captioned figure: :func:`plot_tsne` and :func:`plot_weights` of
+    :func:`fspkit.stats.finding1` (the report's, when ``analysis`` holds one with an embedding)."""
+    result = analysis.finding1 if analysis is not None else None
+    if result is None or result.embedding is None:
+        rows = _with(records, "bits", "pgd_acc")
+        result = stats.finding1(stats.list_column(rows, "bits"), stats.column(rows, "pgd_acc"), rng=seed)
+    shared = len(result.weights) <= stats.BITS_PER_CELL
+    fig = new_figure(11.0, 6.2 if shared else 4.6)
+    with plot_style():
+        left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.0, 1.0 if shared else 1.6]})
+        plot_tsne(result, left)
+        plot_weights(result, right)
+    add_caption(fig, context, n=result.n)
+    return fig
+
+
+def figure_density(records: Records, context: Mapping[str, Any] | None = None, *,
+                   analysis: StudyReport | None = None, seed: int = 0) -> Figure:
+    """Fig. 5 (Finding #2) as a captioned figure: :func:`plot_density` of :func:`fspkit.stats.finding2`."""
+    rows = _with(records, "density", "pgd_acc")
+    density, pgd = stats.column(rows, "density"), stats.column(rows, "pgd_acc")
+    result = analysis.finding2 if analysis is not None and analysis.finding2 is not None else None
+    if result is None or result.n != len(rows):
+        result = stats.finding2(density, pgd, rng=seed)
+    fit = result
+    return _one_panel(lambda ax: plot_density(fit, density, pgd, ax), context, len(rows), (6.0, 4.6))
+
+
+def figure_direct_convs(records: Records, context: Mapping[str, Any] | None = None, *,
+                        analysis: StudyReport | None = None, seed: int = 0) -> Figure:
+    """Fig. 6 (Finding #2) as a captioned figure: :func:`plot_direct_convs` of
+    :func:`fspkit.stats.direct_convs_by_budget`, one series per :func:`series` key."""
+    rows = _with(records, "direct_convs", "pgd_acc")
+    keys, labels = series(rows)
+    result = stats.direct_convs_by_budget(stats.column(rows, "direct_convs"), keys, stats.column(rows, "pgd_acc"),
+                                          rng=seed)
+    return _one_panel(lambda ax: plot_direct_convs(result, ax, labels=labels), context, len(rows), (6.5, 5.4))
+
+
+def figure_fsp_depth(records: Records, context: Mapping[str, Any] | None = None, *,
+                     analysis: StudyReport | None = None, seed: int = 0) -> Figure:
+    """Fig. 7 (Finding #3) as a captioned figure (:func:`plot_fsp_depth`)."""
+    stage = _stage(_rows(records), None)
+    raw, _, _, pgd_col, _ = stats.STAGES[stage]
+    fig = new_figure(11.0, 4.4)
+    plot_fsp_depth(records, fig, stage=stage)
+    add_caption(fig, context, n=len(_with(records, raw, pgd_col)))
+    return fig
+
+
+def figure_filtering(records: Records, context: Mapping[str, Any] | None = None, *,
+                     analysis: StudyReport | None = None, seed: int = 0) -> Figure:
+    """The FSP filter's effect (Fig. 7, right) as a captioned figure (:func:`plot_filtering`)."""
+    rows = _rows(records)
+    filtered = any(r.get("filtered_out") for r in rows)
+    n = len(_with(rows, "pgd_acc_before_finetune") if filtered else _with(rows, "fsp_before_finetune", "pgd_acc"))
+    return _one_panel(lambda ax: plot_filtering(rows, ax), context, n, (6.5, 4.4))
+
+
+def figure_proxies(records: Records, context: Mapping[str, Any] | None = None, *,
+                   analysis: StudyReport | None = None, seed: int = 0) -> Figure:
+    """The proxy table (:func:`fspkit.stats.proxy_table`, the report's when given) as a captioned figure."""
+    rows = _rows(records)
+    table = analysis.proxies if analysis is not None else None
+    if table is None:
+        present = [p for p, (col, _, _) in stats.PROXIES.items() if stats.has_column(rows, col)]
+        table = stats.proxy_table(rows, present, rng=seed)
+    fig = new_figure(11.0, 1.6 + 0.45 * len(table.rows))
+    plot_proxies(table, fig)
+    add_caption(fig, context, n=table.rows[0].quality.n if table.rows else 0)
+    return fig
+
+
+_PROXY_NEEDS = tuple((col, "pgd_acc") for col, _, _ in stats.PROXIES.values())
+# file stem -> (alternative sets of columns, one of which must be present; builder)
+FIGURES: dict[str, tuple[tuple[tuple[str, ...], ...], Callable[..., Figure]]] = {
+    "fig1_params": ((("params", "pgd_acc"),), figure_params),
+    "fig3_finetune": ((("pgd_acc_before_finetune", "pgd_acc"),), figure_finetune),
+    "fig4_finding1": ((("bits", "pgd_acc"),), figure_finding1),
+    "fig5_density": ((("density", "pgd_acc"),), figure_density),
+    "fig6_direct_convs": ((("direct_convs", "pgd_acc"),), figure_direct_convs),
+    "fig7_fsp_depth": ((("fsp", "pgd_acc"), ("fsp_before_finetune", "pgd_acc_before_finetune")), figure_fsp_depth),
+    "fig7_filtering": ((("fsp_before_finetune", "pgd_acc"), ("fsp_before_finetune", "pgd_acc_before_finetune",
+                                                              "filtered_out")), figure_filtering),
+    "proxy_table": (_PROXY_NEEDS, figure_proxies),
+}
+
+
+def plot_all(records: Records, out_dir: str | Path, *, fmt: str = "png", context: Mapping[str, Any] | None = None,
+             analysis: StudyReport | None = None, seed: int = 0) -> list[Path]:
+    """Write every figure of :data:`FIGURES` whose columns the records hold, as ``out_dir/<name>.<fmt>``.
+
+    A figure whose columns are absent, or whose statistics are undefined on these records (fewer
+    than 3 points, a constant column: ``ValueError`` from :mod:`fspkit.stats`), is skipped with a
+    logged note.
+
+    Args:
+        records: candidate records (:func:`fspkit.study.load_records`).
+        out_dir: folder for the files (created).
+        fmt: ``png``, ``pdf`` or ``svg``.
+        context: caption facts (``attack``, ``data``, ``n``; ``n`` defaults to the number of records).
+        analysis: a :func:`fspkit.study.analyze` report of the same records, whose statistics the
+            figures then show instead of recomputing them.
+        seed: seed of the statistics computed here.
+
+    Returns:
+        The written files, in :data:`FIGURES` order.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    rows = _rows(records)
+    ctx = {"n": len(rows), **(context or {})}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, (needs, build) in FIGURES.items():
+        if not any(all(stats.has_column(rows, c) for c in cols) for cols in needs):
+            log.info("%s: skipped, the records lack its columns (%s)", name,
+                     " or ".join("+".join(cols) for cols in needs))
+            continue
+        try:
+            fig = build(rows, ctx, analysis=analysis, seed=seed)
+        except ValueError as e:
+            log.warning("%s: skipped, %s", name, e)
+            continue
+        written.append(save_figure(fig, out / f"{name}.{fmt}", fmt=fmt))
+    return written
+
+
+def run_context(path: str | Path, *, n: int | None = None) -> dict[str, Any]:
+    """Caption facts of a run folder from its ``config.json`` (or the search's ``search.json``):
+    ``attack`` (or the search's ``eval_attack``) and ``data``, at the top level or under ``config``."""
+    ctx: dict[str, Any] = {} if n is None else {"n": n}
+    folder = Path(path)
+    for name in ("config.json", "search.json"):
+        file = folder / name
+        if folder.is_dir() and file.is_file():
+            raw = json.loads(file.read_text(encoding="utf-8"))
+            for cfg in (raw.get("config") if isinstance(raw.get("config"), dict) else {}, raw):
+                ctx.setdefault("attack", cfg.get("attack") or cfg.get("eval_attack"))
+                ctx.setdefault("data", cfg.get("data"))
+                ctx = {k: v for k, v in ctx.items() if v is not None}
+            break
+    return ctx
+
+
+def plot_run(path: str | Path, out_dir: str | Path, fmt: str = "png") -> list[Path]:
+    """``fspkit plot RUN_DIR --out DIR``: every figure of a run folder (or a ``.jsonl`` / ``.csv`` of
+    records), captioned from the run's config; returns the written files."""
+    from .study import load_records
+
+    records = load_records(path)
+    return plot_all(records, out_dir, fmt=fmt, context=run_context(path, n=len(records)))
