@@ -34,7 +34,7 @@ from robnet.genotype import sample
 
 DENSITY_EFFECT = 0.25
 CONV_WEIGHT = 2.0
-DIRECT_EFFECT = 0.03
+DIRECT_EFFECT = 0.05
 REL_SLOPE = 0.6
 NOISE = 0.01
 FSP_COLUMNS = ("fsp", "fsp_before_finetune", "fsp_rel", "fsp_rel_before_finetune", "fsp_scale",
