@@ -8,7 +8,8 @@ activation scale || G_l(x) ||_F^2 (SPEC §5: the raw distance largely tracks act
 Each batch runs once through the network as ``cat([x, x_adv])`` under ``torch.no_grad``; a hook on
 every cell computes G for both halves with one einsum and adds the per-sample distances to
 running sums on the device, then the maps are dropped. No feature map outlives its cell, and
-nothing is copied to the host until the end (no host sync per batch).
+nothing but one range check per batch (clean and adversarial images in [0, 1], finite: an
+attack that returns NaN or leaves the pixel range is refused) is read on the host until the end.
 """
 
 from __future__ import annotations
@@ -159,6 +160,28 @@ def _mean_std(total: float, total_sq: float, count: int) -> tuple[float, float]:
     return mean, math.nan if math.isnan(var) else math.sqrt(max(var, 0.0))
 
 
+def _check_pair(x: torch.Tensor, x_adv: torch.Tensor, *, batch: int) -> None:
+    """Refuse an attack output that is not an image batch of x's shape in [0, 1] (NaN included),
+    and clean images outside [0, 1]; one host sync."""
+    if not isinstance(x_adv, torch.Tensor):
+        raise TypeError(f"the attack must return a tensor, got {type(x_adv).__name__} (batch {batch})")
+    if x_adv.shape != x.shape:
+        raise ValueError(f"attack returned shape {tuple(x_adv.shape)} for input {tuple(x.shape)}")
+    if not x_adv.is_floating_point():
+        raise TypeError(f"the attack returned dtype {x_adv.dtype} (batch {batch}); expected floating-point "
+                        "images in [0, 1]")
+    if x.numel() == 0:
+        return
+    lo, hi, adv_lo, adv_hi = torch.cat([torch.stack(torch.aminmax(t.detach())).float() for t in (x, x_adv)]).tolist()
+    if not (lo >= 0.0 and hi <= 1.0):  # false for NaN too
+        raise ValueError(f"batch {batch}: the images must lie in [0, 1] (pixel space), got values in "
+                         f"[{lo:.6g}, {hi:.6g}]. Hint: mean/std normalization belongs inside the model")
+    if not (adv_lo >= 0.0 and adv_hi <= 1.0):
+        raise ValueError(f"batch {batch}: the attack returned values in [{adv_lo:.6g}, {adv_hi:.6g}]; adversarial "
+                         "images must be finite and lie in [0, 1]. Hint: clamp the attack's output to [0, 1]; "
+                         "NaN means its gradients were not finite")
+
+
 @torch.no_grad()
 def _forward_pair(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
     return model(torch.cat([x, x_adv]))
@@ -188,7 +211,7 @@ def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
     names = [name for name, _ in resolve_cells(net, cells)]  # raises early on unknown names
     acc = _Accumulator(len(names), device)
     correct = torch.zeros(2, dtype=torch.long, device=device)
-    n = 0
+    n = n_batches = 0
     iterable = progress(batches) if progress is not None else batches
     # Hooks only around the scoring forward (re-entered per batch), so the attack's own forwards
     # are not scored.
@@ -197,9 +220,10 @@ def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
         for x, y in iterable:
             if x.shape[0] != y.shape[0]:
                 raise ValueError(f"batch has {x.shape[0]} images but {y.shape[0]} labels")
-            x_adv = attack(net, x, y).detach()
-            if x_adv.shape != x.shape:
-                raise ValueError(f"attack returned shape {tuple(x_adv.shape)} for input {tuple(x.shape)}")
+            x_adv = attack(net, x, y)
+            _check_pair(x, x_adv, batch=n_batches)
+            x_adv = x_adv.detach()
+            n_batches += 1
             acc.split = x.shape[0]
             with cap:
                 logits = _forward_pair(net, x, x_adv)

@@ -6,14 +6,41 @@ import os
 
 import torch
 
+# Devices a model can be trained and evaluated on. Others torch knows (meta holds no data; xla,
+# hpu, ... need their own runtimes) are refused up front instead of failing deep inside a run.
+SUPPORTED_DEVICES = ("cpu", "cuda", "mps")
+_DEVICE_HINT = "Hint: --device cpu, cuda, cuda:N or mps"
+
 
 def resolve_device(name: str | torch.device | None = None) -> torch.device:
-    """``name`` as a device (default: CUDA when available); a CUDA request without CUDA raises."""
+    """``name`` as a device (default: CUDA when available, else the CPU).
+
+    Raises:
+        TypeError: ``name`` is not a string or a device.
+        ValueError: a device string torch does not parse (``tpu``), a device type outside
+            :data:`SUPPORTED_DEVICES` (``meta``), CUDA or MPS absent on this machine, or a CUDA
+            index beyond the GPUs present.
+    """
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name}: CUDA is not available on this machine. Hint: --device cpu")
+    if not isinstance(name, str | torch.device):
+        raise TypeError(f"device must be a string or torch.device, got {type(name).__name__}")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device {str(name)!r} is not a device torch knows. {_DEVICE_HINT}") from None
+    if dev.type not in SUPPORTED_DEVICES:
+        raise ValueError(f"device {str(name)!r}: robnet runs on {', '.join(SUPPORTED_DEVICES)}, "
+                         f"not {dev.type}. {_DEVICE_HINT}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name}: CUDA is not available on this machine. Hint: --device cpu")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"device {name}: this machine has {count} CUDA device{'s' if count != 1 else ''} "
+                             f"(cuda:0..cuda:{count - 1}). {_DEVICE_HINT}")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name}: MPS (Apple GPU) is not available on this machine. Hint: --device cpu")
     return dev
 
 

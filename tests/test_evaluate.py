@@ -1,13 +1,9 @@
-import json
-
 import pytest
 import torch
 from torch import nn
 
 import robnet
-from robnet import checkpoint
 from robnet.attack_spec import parse_attack
-from robnet.cli import main as robnet_main
 from robnet.data import load_dataset
 from robnet.evaluate import evaluate, gradient_masking_checks, wilson_interval
 
@@ -87,69 +83,6 @@ def test_gradient_masking_checks_flag_known_cases():
     assert any("exactly zero input gradient" in w for w in zero)
 
 
-@pytest.fixture
-def digits_ckpt(tmp_path):
-    path = tmp_path / "m.pt"
-    checkpoint.save(path, _digits_model(), arch={"name": "robnet_large", "C": 4, "layers": 3, "in_channels": 1})
-    return path
-
-
-def test_robnet_eval_cli_json(digits_ckpt, tmp_path, capsys):
-    out = tmp_path / "eval.json"
-    rc = robnet_main(["eval", str(digits_ckpt), "--data", "digits", "--subset", "40", "--attacks",
-                      "clean,fgsm:eps=0.1,pgd5:eps=0.1,mifgsm:eps=0.1,deepfool", "--batch-size", "20",
-                      "--json", str(out), "--quiet"])
-    assert rc == 0
-    text = capsys.readouterr().out
-    assert "clean" in text and "pgd5:eps=0.1" in text
-    report = json.loads(out.read_text())
-    assert report["n"] == 40 and report["seed"] == 0 and report["device"] == "cpu"
-    assert report["dataset"] == "digits" and report["split"] == "test"
-    assert {"torch", "robnet", "numpy", "python"} <= set(report["versions"])
-    names = [r["name"] for r in report["results"]]
-    assert names == ["clean", "fgsm:eps=0.1", "pgd5:eps=0.1", "mifgsm:eps=0.1", "deepfool"]
-    pgd = report["results"][2]
-    assert pgd["attack"]["steps"] == 5 and pgd["attack"]["eps"] == pytest.approx(0.1)
-    assert pgd["n"] == 40 and 0 <= pgd["ci95"][0] <= pgd["accuracy"] <= pgd["ci95"][1] <= 1
-    assert isinstance(report["warnings"], list)
-
-
-@pytest.mark.parametrize(
-    ("args", "match"),
-    [
-        (["eval", "{missing}", "--data", "digits"], "checkpoint not found"),
-        (["eval", "{ckpt}", "--data", "digits", "--attacks", "pgdd"], "unknown attack"),
-        (["eval", "{ckpt}", "--data", "digits", "--subset", "1000"], "larger than the test split"),
-        (["train", "--data", "digits", "--out", "{tmp}/r", "--model", "robnet_smal"], "unknown model"),
-    ],
-)
-def test_robnet_cli_errors(args, match, digits_ckpt, tmp_path, capsys):
-    fill = {"missing": str(tmp_path / "none.pt"), "ckpt": str(digits_ckpt), "tmp": str(tmp_path)}
-    rc = robnet_main([a.format(**fill) for a in args] + ["--quiet"])
-    err = capsys.readouterr().err.strip()
-    assert rc == 1 and len(err.splitlines()) == 1 and match in err
-
-
-def test_robnet_train_cli_and_resume(tmp_path, capsys):
-    args = ["train", "--model", "robnet_large", "--C", "4", "--layers", "3", "--data", "digits", "--subset", "96",
-            "--batch-size", "32", "--warmup-epochs", "0", "--attack-steps", "1", "--val-size", "32",
-            "--val-attack-steps", "1", "--eps", "0.1", "--step-size", "0.05", "--out", str(tmp_path / "run"),
-            "--quiet"]
-    assert robnet_main([*args, "--epochs", "2", "--tensorboard"]) == 0
-    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
-    _, meta = checkpoint.load(tmp_path / "run" / "last.pt")
-    assert meta["epoch"] == 1 and meta["dataset"] == "digits"
-    assert meta["train_config"]["cutout"] == 16  # robnet_large uses Cutout 16 by default
-    assert robnet_main([*args, "--epochs", "2", "--resume"]) == 0  # nothing left to do
-    assert "done" in capsys.readouterr().out
-
-
-def test_robnet_models_lists_the_zoo(capsys):
-    assert robnet_main(["models"]) == 0
-    out = capsys.readouterr().out
-    assert "robnet_large" in out and "6,842,710" in out and "36,479,194" in out
-
-
 def test_consistency_warning_only_beyond_the_margin():
     from robnet.evaluate import AttackResult, _consistency_warnings
 
@@ -161,73 +94,175 @@ def test_consistency_warning_only_beyond_the_margin():
     assert len(warns) == 1 and "pgd20 accuracy (0.5300) is more than 1% above fgsm (0.5000)" in warns[0]
 
 
-def _tiny_imagenet(root, n_per_class=3, size=16):
-    """A Tiny-ImageNet layout (val split) of random PNGs; returns the images as an in-memory array."""
-    from PIL import Image
-
-    base = root / "tiny-imagenet-200"
-    (base / "val" / "images").mkdir(parents=True)
-    wnids = ["n01", "n02"]
-    (base / "wnids.txt").write_text("\n".join(wnids) + "\n")
-    g = torch.Generator().manual_seed(0)
-    rows, images, labels = [], [], []
-    for k in range(n_per_class * len(wnids)):
-        img = torch.randint(0, 256, (size, size, 3), generator=g, dtype=torch.uint8)
-        name = f"val_{k}.png"
-        Image.fromarray(img.numpy()).save(base / "val" / "images" / name)
-        rows.append(f"{name}\t{wnids[k % 2]}\t0\t0\t{size}\t{size}")
-        images.append(img.permute(2, 0, 1))
-        labels.append(k % 2)
-    (base / "val" / "val_annotations.txt").write_text("\n".join(rows) + "\n")
-    for wnid in wnids:  # one training image per class
-        (base / "train" / wnid / "images").mkdir(parents=True)
-        Image.fromarray(images[0].permute(1, 2, 0).numpy()).save(base / "train" / wnid / "images" / f"{wnid}_0.png")
-    return torch.stack(images), torch.tensor(labels)
+# ----------------------------------------------------------------------------- transfer (was attacks.transfer)
 
 
-def test_streamed_folder_dataset_eval_equals_in_memory(tmp_path, capsys):
-    from robnet.data import ArrayDataset
+def test_transfer_crafts_on_source_and_scores_on_target():
+    """The transfer semantics once tested on robnet.attacks.transfer (removed: evaluate(source=...) is
+    the one transfer path): examples are crafted on the source only and scored on the target."""
+    from robnet.attack_spec import make_attack
 
-    images, labels = _tiny_imagenet(tmp_path)
+    source, target = _digits_model(seed=0).eval(), _digits_model(seed=1).eval()
+    data = load_dataset("digits", split="test").subset(range(32))
+    x, y = data.images.float() / 255, data.labels
+    cfg = parse_attack("pgd5:eps=0.1,random_start=false")
+    report = evaluate(target, data, [("pgd", cfg)], batch_size=32, progress=False, source=source,
+                      transfer_from="src")
+    x_adv = make_attack(cfg)(source, x, y)
+    with torch.no_grad():
+        expected = int((target(x_adv).argmax(1) == y).sum())
+        white_box = int((source(x_adv).argmax(1) == y).sum())
+    assert report.results[0].correct == expected
+    # white-box (source == target) is at least as strong as the transfer
+    self_report = evaluate(source, data, [("pgd", cfg)], batch_size=32, progress=False, source=source)
+    assert self_report.results[0].correct == white_box <= expected
+    assert report.masking == {"ran": False, "eps": 0.1, "step_size": cfg.step_size}
+
+
+# ----------------------------------------------------------------------------- refusals before compute
+
+
+def test_nan_weights_are_refused_before_any_attack():
+    model = _digits_model()
+    with torch.no_grad():
+        model.stem[0].weight[0, 0, 0, 0] = float("inf")
+    data = load_dataset("digits", split="test").subset(range(8))
+    with pytest.raises(ValueError, match=r"^model has non-finite weights: 1 of \d+ tensors hold NaN or inf "
+                                         r"\(first: stem\.0\.weight\)\. Hint: the checkpoint comes from a diverged "
+                                         r"run"):
+        evaluate(model, data, [("clean", parse_attack("clean"))], progress=False)
+    from robnet.evaluate import check_finite_weights
+
+    with pytest.raises(ValueError, match="transfer source has non-finite weights"):
+        evaluate(_digits_model(), data, [("clean", parse_attack("clean"))], progress=False, source=model)
+    check_finite_weights(_digits_model())  # a healthy model passes
+
+
+def test_class_count_and_channel_checks():
+    from robnet.evaluate import check_model_data
+
+    data = load_dataset("digits", split="test").subset(range(8))
+    assert check_model_data(_digits_model(), data) == 10
     torch.manual_seed(0)
-    model = robnet.build_model("robnet_large", C=4, layers=3, num_classes=2)
-    path = tmp_path / "tiny.pt"
-    checkpoint.save(path, model, arch={"name": "robnet_large", "C": 4, "layers": 3, "num_classes": 2})
-    out = tmp_path / "eval.json"
-    rc = robnet_main(["eval", str(path), "--data", "tinyimagenet", "--data-dir", str(tmp_path), "--split", "val",
-                      "--attacks", "clean,fgsm", "--batch-size", "4", "--workers", "0", "--subset", "5",
-                      "--json", str(out), "--quiet", "--no-masking-checks"])
-    assert rc == 0
-    streamed = json.loads(out.read_text())
-    memory = ArrayDataset(name="t", split="val", images=images[:5], labels=labels[:5], classes=("n01", "n02"))
-    ref = evaluate(model.eval(), memory, [("clean", parse_attack("clean")), ("fgsm", parse_attack("fgsm"))],
-                   batch_size=4, progress=False, masking_checks=False)
-    assert [r["correct"] for r in streamed["results"]] == [r.correct for r in ref.results]
-    assert streamed["n"] == 5
-    # fspkit score streams the same folder
-    from fspkit.cli import main as fspkit_main
-
-    fsp_json = tmp_path / "fsp.json"
-    assert fspkit_main(["score", str(path), "--data", "tinyimagenet", "--data-dir", str(tmp_path), "--split", "val",
-                        "--n", "6", "--steps", "2", "--workers", "0", "--json", str(fsp_json), "--quiet"]) == 0
-    assert json.loads(fsp_json.read_text())["n"] == 6
-
-
-def test_training_refuses_a_streamed_dataset(tmp_path, capsys):
-    _tiny_imagenet(tmp_path)
-    rc = robnet_main(["train", "--data", "tinyimagenet", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r"),
-                      "--quiet"])
-    assert rc == 1 and "streamed folder dataset" in capsys.readouterr().err
+    wide = robnet.build_model("robnet_large", C=4, layers=3, in_channels=1, num_classes=100)
+    with pytest.raises(ValueError, match=r"^model has 100 outputs but digits has 10 classes: wrong --data for this "
+                                         r"checkpoint\? Hint: --allow-more-classes \(allow_more_classes=True\)"):
+        check_model_data(wide, data)
+    assert check_model_data(wide, data, allow_more_classes=True) == 100
+    narrow = robnet.build_model("robnet_large", C=4, layers=3, in_channels=1, num_classes=5)
+    for allow in (False, True):
+        with pytest.raises(ValueError, match=r"^ckpt\.pt has 5 outputs but digits has 10 classes: labels 5\.\.9 "
+                                             r"can never be predicted"):
+            check_model_data(narrow, data, allow_more_classes=allow, what="ckpt.pt")
+    rgb = robnet.build_model("robnet_large", C=4, layers=3, num_classes=10)
+    with pytest.raises(ValueError, match=r"^model expects 3-channel images but digits has 1: wrong --data"):
+        check_model_data(rgb, data)
+    with pytest.raises(ValueError, match="the dataset is empty: nothing to evaluate"):
+        check_model_data(_digits_model(), data.subset([]))
+    # through a torch Subset (streamed folder sets are cut that way)
+    assert check_model_data(wide, torch.utils.data.Subset(data, range(3)), allow_more_classes=True) == 100
+    # evaluate() refuses the mismatch itself (Python API), before its first attack
+    with pytest.raises(ValueError, match="100 outputs but digits has 10 classes"):
+        evaluate(wide, data, [("clean", parse_attack("clean"))], progress=False)
 
 
-def test_robnet_demo_runs_on_digits(capsys):
-    assert robnet_main(["demo", "--epochs", "1", "--quiet"]) == 0
-    out = capsys.readouterr().out
-    assert "sep-convs/cell 7" in out and "epoch 1:" in out and "digits test set, eps 0.1 (n=360)" in out
+def test_empty_data_and_bad_attack_lists_are_refused():
+    data = load_dataset("digits", split="test").subset(range(8))
+    model = _digits_model()
+    with pytest.raises(ValueError, match="the dataset is empty"):
+        evaluate(model, data.subset([]), [("clean", parse_attack("clean"))], progress=False)
+    with pytest.raises(ValueError, match="evaluate: no attacks given"):
+        evaluate(model, data, [], progress=False)
+    with pytest.raises(TypeError, match=r"evaluate: attacks must be \(name, AttackConfig\) pairs, got 'pgd20'"):
+        evaluate(model, data, ["pgd20"], progress=False)  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="evaluate: batch_size must be an int >= 1, got 0"):
+        evaluate(model, data, [("clean", parse_attack("clean"))], batch_size=0, progress=False)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
-def test_cuda_request_without_cuda_is_one_clear_line(digits_ckpt, capsys):
-    rc = robnet_main(["eval", str(digits_ckpt), "--data", "digits", "--device", "cuda", "--quiet"])
-    err = capsys.readouterr().err.strip()
-    assert rc == 1 and len(err.splitlines()) == 1 and "CUDA is not available" in err
+def test_no_samples_gives_null_accuracy_with_a_reason():
+    from robnet.evaluate import AttackResult
+    from robnet.results import dumps
+
+    empty = AttackResult(name="pgd20", config={}, correct=0, n=0, seconds=0.0).to_dict()
+    assert empty["accuracy"] is None and empty["ci95"] is None
+    assert empty["accuracy_missing"] == "no samples were evaluated"
+    assert "NaN" not in dumps(empty)
+
+
+# ----------------------------------------------------------------------------- masking checks and precision
+
+
+class Overflow(nn.Module):
+    """Finite weights, non-finite logits: the masking checks must say so, not stay silent."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x) * torch.tensor(float("inf"))
+
+
+def test_non_finite_logits_are_a_masking_signature():
+    data = load_dataset("digits", split="test").subset(range(16))
+    x, y = data.images.float() / 255, data.labels
+    warns = gradient_masking_checks(Overflow(_digits_model().eval()), x, y)
+    assert warns == ["16 of 16 samples have non-finite logits (NaN or inf): gradients are meaningless there, a "
+                     "gradient-masking signature; accuracies on this model are not valid"]
+    report = evaluate(Overflow(_digits_model()), data, [("clean", parse_attack("clean"))], batch_size=16,
+                      progress=False)
+    assert report.warnings[0].startswith("16 of 16 samples have non-finite logits")
+    assert report.warnings[-1] == ("16 of 16 scored rows had non-finite logits (NaN or inf): the model overflows; "
+                                   "these accuracies are not valid")
+
+
+def test_masking_checks_use_the_radius_of_the_attacks(monkeypatch):
+    """Before: the checks always ran at 8/255, whatever eps the attacks used."""
+    import robnet.evaluate as ev
+    from robnet.evaluate import masking_settings
+
+    cfgs = [parse_attack(s) for s in ("clean", "fgsm:eps=0.1", "pgd5:eps=0.2,step_size=0.05", "pgd3:eps=0.3")]
+    assert masking_settings(cfgs) == (0.2, 0.05)  # the PGD with the most steps
+    assert masking_settings(cfgs[:2]) == (0.1, 0.025)  # FGSM only: step eps/4
+    assert masking_settings([parse_attack("clean"), parse_attack("pgd20_l2")]) is None
+    assert masking_settings([parse_attack("pgd20:eps=inf")]) is None
+    seen = []
+    real = ev.gradient_masking_checks
+
+    def spy(model, x, y, **kw):
+        seen.append((kw["eps"], kw["step_size"]))
+        return real(model, x, y, **kw)
+
+    monkeypatch.setattr(ev, "gradient_masking_checks", spy)
+    data = load_dataset("digits", split="test").subset(range(8))
+    report = evaluate(_digits_model(), data, [("fgsm", cfgs[1]), ("pgd", cfgs[2])], batch_size=8, progress=False)
+    assert seen == [(0.2, 0.05)] and report.masking == {"ran": True, "eps": 0.2, "step_size": 0.05}
+    evaluate(_digits_model(), data, [("clean", cfgs[0])], batch_size=8, progress=False)
+    assert seen[-1] == (None, 0.0)  # no L-inf attack: only the attack-free checks
+
+
+def test_amp_is_opt_in_recorded_and_warned(caplog):
+    data = load_dataset("digits", split="test").subset(range(8))
+    attacks = [("fgsm", parse_attack("fgsm:eps=0.1"))]
+    plain = evaluate(_digits_model(), data, attacks, batch_size=8, progress=False, masking_checks=False)
+    assert plain.amp is False and plain.to_dict()["precision"] == "float32" and plain.warnings == []
+    with caplog.at_level("WARNING", logger="robnet.evaluate"):
+        amp = evaluate(_digits_model(), data, attacks, batch_size=8, progress=False, masking_checks=False, amp=True)
+    record = amp.to_dict()
+    assert record["amp"] is True and record["precision"] == "bfloat16" and record["settings"]["amp"] is True
+    assert amp.warnings[0].startswith("attacks ran under bf16 autocast (amp): bf16 can mask gradients")
+    assert any("bf16 autocast" in r.getMessage() for r in caplog.records)
+
+
+def test_report_record_has_the_provenance_block_and_attack_schema():
+    from dataclasses import asdict
+
+    from robnet.results import dumps
+
+    data = load_dataset("digits", split="test").subset(range(8))
+    cfg = parse_attack("pgd2:eps=0.1")
+    rec = evaluate(_digits_model(), data, [("p", cfg)], batch_size=8, progress=False, seed=3).to_dict()
+    assert {"versions", "device", "seed", "deterministic", "created", "settings"} <= set(rec)
+    assert rec["seed"] == 3 and rec["settings"]["attacks"] == ["p"] and rec["settings"]["batch_size"] == 8
+    assert rec["results"][0]["attack"] == {**asdict(cfg), "spec": "pgd2:eps=0.1"}
+    assert "NaN" not in dumps(rec)

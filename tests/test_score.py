@@ -1,4 +1,3 @@
-import json
 import math
 
 import pytest
@@ -6,8 +5,6 @@ import torch
 
 import robnet
 from fspkit import capture_cells, fsp_distance, fsp_matrix, score
-from fspkit.cli import main as fspkit_main
-from robnet import checkpoint
 from robnet.attacks import fgsm, pgd
 
 
@@ -123,111 +120,6 @@ def test_works_on_a_baseline():
     assert report.cells[0].name == "layer1.0"
 
 
-# ----------------------------------------------------------------------------- CLI
-@pytest.fixture
-def digits_ckpt(tmp_path):
-    model = tiny(in_channels=1)
-    path = tmp_path / "tiny.pt"
-    checkpoint.save(path, model, arch={"name": "robnet_large", "C": 4, "layers": 4, "in_channels": 1})
-    return path
-
-
-def test_cli_score_digits_end_to_end(digits_ckpt, tmp_path, capsys):
-    out_json, out_csv = tmp_path / "r.json", tmp_path / "r.csv"
-    rc = fspkit_main(["score", str(digits_ckpt), "--data", "digits", "--n", "40", "--batch-size", "16",
-                      "--steps", "3", "--eps", "8/255", "--json", str(out_json), "--csv", str(out_csv), "--quiet"])
-    assert rc == 0
-    text = capsys.readouterr().out
-    assert "cells.3" in text and "clean acc" in text
-    report = json.loads(out_json.read_text())
-    assert report["n"] == 40
-    assert report["attack"]["name"] == "pgd" and report["attack"]["steps"] == 3
-    assert report["attack"]["eps"] == pytest.approx(8 / 255)
-    assert [c["name"] for c in report["cells"]] == [f"cells.{i}" for i in range(4)]
-    assert set(report["cells"][0]) >= {"name", "depth", "c_in", "c_out", "hw", "fsp_mean", "fsp_std"}
-    assert 0 <= report["adv_acc"] <= 1 and 0 <= report["clean_acc"] <= 1
-    rows = out_csv.read_text().splitlines()
-    assert rows[0].startswith("name,depth,c_in,c_out,hw,fsp_mean,fsp_std") and len(rows) == 5
-    # deterministic: the same command gives the same numbers
-    fspkit_main(["score", str(digits_ckpt), "--data", "digits", "--n", "40", "--batch-size", "16",
-                 "--steps", "3", "--json", str(tmp_path / "r2.json"), "--quiet"])
-    again = json.loads((tmp_path / "r2.json").read_text())
-    assert again["cells"] == report["cells"]
-
-
-def test_cli_attack_none_and_shuffle(digits_ckpt, tmp_path):
-    out = tmp_path / "n.json"
-    assert fspkit_main(["score", str(digits_ckpt), "--data", "digits", "--n", "20", "--attack", "none",
-                        "--shuffle", "--seed", "3", "--json", str(out), "--quiet", "--cells", "cells.[01]"]) == 0
-    report = json.loads(out.read_text())
-    assert [c["fsp_mean"] for c in report["cells"]] == [0.0, 0.0]
-    assert report["clean_acc"] == report["adv_acc"]
-
-
-@pytest.mark.parametrize(
-    ("args", "match"),
-    [
-        (["score", "{missing}", "--data", "digits"], "checkpoint not found"),
-        (["score", "{ckpt}", "--data", "digits", "--n", "100000"], "larger than the digits test split"),
-        (["score", "{ckpt}", "--data", "digits", "--cells", "cell.1"], "cells.1"),
-        (["score", "{ckpt}", "--data", "cifar10", "--data-dir", "{tmp}"], "CIFAR-10 not found"),
-        (["score", "{ckpt}", "--data", "digits", "--eps", "eight"], "eight"),
-        (["score", "{ckpt}", "--data", "digits", "--n", "0"], "--n must be >= 1"),
-    ],
-)
-def test_cli_errors_one_line_exit_1(args, match, digits_ckpt, tmp_path, capsys):
-    fill = {"missing": str(tmp_path / "nope.pt"), "ckpt": str(digits_ckpt), "tmp": str(tmp_path)}
-    rc = fspkit_main([a.format(**fill) for a in args] + ["--quiet"])
-    err = capsys.readouterr().err.strip()
-    assert rc == 1
-    assert len(err.splitlines()) == 1 and err.startswith("fspkit score: error:")
-    assert match in err
-
-
-def test_cli_wrong_architecture(tmp_path, capsys):
-    path = tmp_path / "official.pt"
-    torch.save({"state_dict": tiny().state_dict()}, path)
-    rc = fspkit_main(["score", str(path), "--data", "digits", "--arch", "robnet_free", "--quiet"])
-    err = capsys.readouterr().err
-    assert rc == 1 and "does not match" in err
-    rc = fspkit_main(["score", str(path), "--data", "digits", "--quiet"])
-    assert rc == 1 and "--arch" in capsys.readouterr().err
-
-
-@pytest.mark.realdata
-def test_score_small_checkpoint_on_real_cifar10(tmp_path):
-    from pathlib import Path
-
-    real = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not (real / "cifar-10-batches-py").is_dir():
-        pytest.skip(f"real CIFAR-10 not found at {real / 'cifar-10-batches-py'}")
-    torch.manual_seed(0)
-    model = robnet.build_model("robnet_large", C=4, layers=4)
-    path = tmp_path / "small.pt"
-    checkpoint.save(path, model, arch={"name": "robnet_large", "C": 4, "layers": 4})
-    out = tmp_path / "cifar.json"
-    rc = fspkit_main(["score", str(path), "--data", "cifar10", "--data-dir", str(real), "--n", "256",
-                      "--batch-size", "128", "--steps", "5", "--json", str(out), "--quiet"])
-    assert rc == 0
-    report = json.loads(out.read_text())
-    assert report["n"] == 256 and report["dataset"] == "cifar10" and report["split"] == "test"
-    assert [c["hw"] for c in report["cells"]] == [[32, 32], [16, 16], [8, 8], [8, 8]]
-    assert all(c["fsp_mean"] > 0 and math.isfinite(c["fsp_mean"]) for c in report["cells"])
-    assert report["adv_acc"] <= report["clean_acc"]
-
-
-def test_cli_demo_runs_on_digits(capsys):
-    assert fspkit_main(["demo", "--epochs", "1", "--quiet"]) == 0
-    out = capsys.readouterr().out
-    assert "dense: RobNet-large cell" in out and "sparse: 3 sep-convs" in out
-    assert out.count("cells.2") == 2 and "deep-cell FSP" in out
-
-
-def test_cli_without_command_prints_help(capsys):
-    assert fspkit_main([]) == 2
-    assert "score" in capsys.readouterr().out
-
-
 # ----------------------------------------------------------------------------- scale-free FSP fields
 def test_relative_distance_and_scale_equal_two_pass():
     from fspkit.fsp import fsp_relative_distance
@@ -320,3 +212,39 @@ def test_scaling_the_output_layer_changes_raw_not_relative_distance():
     assert r7.scale_mean == pytest.approx(49 * r1.scale_mean, rel=1e-5)
     assert r7.fsp_rel_mean == pytest.approx(r1.fsp_rel_mean, rel=1e-5)
     assert r1.fsp_rel_mean > 0
+
+
+# ----------------------------------------------------------------------------- attack outputs checked
+@pytest.mark.parametrize(("bad", "match"), [
+    (lambda m, x, y: x * float("nan"), r"batch 0: the attack returned values in \[nan, nan\]; adversarial images "
+                                       r"must be finite and lie in \[0, 1\]\. Hint: clamp"),
+    (lambda m, x, y: x + 0.5, r"batch 0: the attack returned values in \[0\.5\d*, 1\.\d+\]; adversarial images"),
+    (lambda m, x, y: x - 2.0, r"the attack returned values in \[-1\.99\d+, -1\.00\d+\]"),
+])
+def test_attack_returning_nan_or_out_of_range_values_is_refused(bad, match):
+    """Before: NaN images gave NaN FSP distances and out-of-range ones were scored as if valid."""
+    with pytest.raises(ValueError, match=match):
+        score(tiny(), batches(1), bad)
+
+
+def test_attack_output_type_shape_and_clean_range_are_checked():
+    model = tiny()
+    with pytest.raises(TypeError, match=r"the attack must return a tensor, got tuple \(batch 0\)"):
+        score(model, batches(1), lambda m, x, y: (x,))
+    with pytest.raises(ValueError, match=r"attack returned shape \(5, 3, 16, 16\) for input \(6, 3, 16, 16\)"):
+        score(model, batches(1), lambda m, x, y: x[:5])
+    with pytest.raises(TypeError, match=r"the attack returned dtype torch\.uint8 \(batch 0\)"):
+        score(model, batches(1), lambda m, x, y: (x * 255).to(torch.uint8))
+    unnormalised = [(x * 2 - 1, y) for x, y in batches(1)]
+    with pytest.raises(ValueError, match=r"batch 0: the images must lie in \[0, 1\] \(pixel space\), got values "
+                                         r"in \[-0\.99\d+, 0\.99\d+\]\. Hint: mean/std normalization belongs "
+                                         r"inside the model"):
+        score(model, unnormalised, lambda m, x, y: x.clone())
+    calls = []
+
+    def late_nan(m, x, y):
+        calls.append(1)
+        return x.clone() if len(calls) == 1 else x * float("nan")
+
+    with pytest.raises(ValueError, match="batch 1: the attack returned values in"):
+        score(model, batches(2), late_nan)
