@@ -130,6 +130,8 @@ def save_figure(fig: Figure, path: str | Path, *, fmt: str | None = None) -> Pat
     Raises:
         ValueError: a format other than png, pdf or svg.
     """
+    import matplotlib as mpl
+
     from robnet._files import atomic_write
 
     target = Path(path)
@@ -138,7 +140,8 @@ def save_figure(fig: Figure, path: str | Path, *, fmt: str | None = None) -> Pat
         raise ValueError(f"figure format {fmt!r} is not supported: expected one of {', '.join(FORMATS)}")
     # pdf and svg embed the creation time unless told not to; without it reruns give identical files
     metadata: dict[str, Any] = {"png": {}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}[fmt]
-    atomic_write(target, lambda f: fig.savefig(f, format=fmt, dpi=DPI, metadata=metadata))
+    with mpl.rc_context({"svg.hashsalt": "fspkit"}):  # svg element ids: fixed instead of random
+        atomic_write(target, lambda f: fig.savefig(f, format=fmt, dpi=DPI, metadata=metadata))
     return target
 
 
