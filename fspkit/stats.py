@@ -87,7 +87,7 @@ class Finding1:
         feature_names: one per bit (see :func:`bit_names`); ``weights``: the classifier's weight per bit.
         intercept: the classifier's intercept.
         n_positive, n_negative: weights above / below zero among the bits that vary within the 2k;
-            ``n_constant`` bits do not vary there (weight 0, left out of the share).
+            ``n_constant`` bits do not vary there (reported as weight 0, left out of the share).
         positive_share: ``n_positive / (n_positive + n_negative)``; the paper found almost all positive.
         cv_accuracy, cv_std, cv_folds: stratified k-fold accuracy of the classifier (chance is 0.5).
         embedding: t-SNE of the 2k bit vectors, (2k, 2), rows aligned with ``index``; None if skipped.
@@ -152,7 +152,8 @@ def finding1(bits: Any, pgd_acc: Any, *, k: int | None = None, rng: RngLike, C: 
         perplexity: t-SNE perplexity before clipping.
 
     Raises:
-        ValueError: bad bits, NaN, unequal lengths, constant accuracy, k out of range.
+        ValueError: bad bits, NaN, unequal lengths, constant accuracy, k out of range, C or perplexity
+            not positive, cv below 2.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.manifold import TSNE
@@ -166,6 +167,10 @@ def finding1(bits: Any, pgd_acc: Any, *, k: int | None = None, rng: RngLike, C: 
     if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= n // 2:
         raise ValueError(f"k: expected an int in 2..{n // 2} (each group needs 2 candidates and they may not "
                          f"overlap), got {k!r} for n = {n}")
+    if not (isinstance(C, int | float) and C > 0 and isinstance(perplexity, int | float) and perplexity > 0):
+        raise ValueError(f"finding1: C and perplexity must be positive numbers, got C={C!r}, perplexity={perplexity!r}")
+    if isinstance(cv, bool) or not isinstance(cv, int) or cv < 2:
+        raise ValueError(f"finding1: cv must be an int >= 2 (folds), got {cv!r}")
     order = np.argsort(-pgd, kind="stable")
     top, bottom = order[:k], order[n - k:][::-1]
     index = np.concatenate([top, bottom])
@@ -174,6 +179,7 @@ def finding1(bits: Any, pgd_acc: Any, *, k: int | None = None, rng: RngLike, C: 
     clf = LogisticRegression(C=C, max_iter=5000).fit(xs, labels)
     weights = clf.coef_[0].copy()
     varies = np.ptp(xs, axis=0) > 0
+    weights[~varies] = 0.0  # a constant bit only duplicates the unpenalised intercept (its fitted weight ~1e-9)
     n_pos, n_neg = int(np.sum(weights[varies] > 0)), int(np.sum(weights[varies] < 0))
     folds = min(cv, k)
     kf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=_seed(gen))

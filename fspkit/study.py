@@ -27,7 +27,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -60,9 +60,9 @@ def _csv_value(name: str, text: str) -> Any:
                              "text such as [0.1, 0.2]") from e
     if s.lower() in ("true", "false"):
         return s.lower() == "true"
-    for cast in (int, float):
+    for convert in (int, float):
         try:
-            return cast(s)
+            return convert(s)
         except ValueError:
             pass
     return s
@@ -165,9 +165,7 @@ class StudyReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, strict-JSON-able data (NaN and infinities become null)."""
-        out = to_jsonable(self)
-        assert isinstance(out, dict)  # to_jsonable maps a dataclass to a dict
-        return out
+        return cast(dict[str, Any], to_jsonable(self))  # a dataclass maps to a dict
 
     def tables(self) -> str:
         """The report as readable text tables."""
@@ -260,12 +258,15 @@ def analyze(records: Sequence[Mapping[str, Any]], *, rng: int | np.random.Genera
 
     Raises:
         ValueError: no records, or no record with a final PGD accuracy.
+        TypeError: ``rng`` is neither an int nor a generator.
     """
     if not records:
         raise ValueError("analyze: no records")
     if not stats.has_column(records, "pgd_acc"):
         raise ValueError(f"analyze: none of the {len(records)} records has a final PGD accuracy (pgd_acc); "
                          "hint: run the finetune stage first (`robnet search finetune RUN_DIR`)")
+    if isinstance(rng, bool) or not isinstance(rng, int | np.random.Generator):
+        raise TypeError(f"analyze: rng must be an int seed or a numpy.random.Generator, got {type(rng).__name__}")
     gen = np.random.default_rng(rng) if isinstance(rng, int) else rng
     seeds = [int(s) for s in gen.integers(0, 2**63 - 1, size=7)]
     notes: list[str] = []

@@ -266,6 +266,7 @@ def test_finding1_ties_keep_input_order_and_constant_bits_are_left_out():
     assert f.top_index.tolist() == [0, 1, 2] and f.bottom_index.tolist() == [5, 4, 3]
     assert (f.n_positive, f.n_negative, f.n_constant, f.positive_share) == (1, 0, 27, 1.0)
     assert f.weights[0] > 0 and f.cv_accuracy == 1.0 and f.cv_folds == 3
+    assert np.count_nonzero(f.weights) == 1  # constant bits are reported as 0
 
 
 def test_finding1_tsne_is_seeded_and_perplexity_clipped():
@@ -286,6 +287,8 @@ def test_finding1_tsne_is_seeded_and_perplexity_clipped():
     (np.zeros((6, 28)), np.arange(6.0), {"k": 4}, r"k: expected an int in 2..3 .* got 4 for n = 6"),
     (np.zeros((6, 28)), np.arange(6.0), {"k": 1}, r"k: expected an int in 2..3"),
     (np.zeros((6, 28)), np.ones(6), {}, r"pgd_acc is constant"),
+    (np.zeros((6, 28)), np.arange(6.0), {"C": 0}, r"C and perplexity must be positive numbers, got C=0"),
+    (np.zeros((6, 28)), np.arange(6.0), {"cv": 1}, r"cv must be an int >= 2 \(folds\), got 1"),
 ])
 def test_finding1_errors(bits, pgd, kwargs, match):
     with pytest.raises(ValueError, match=match):

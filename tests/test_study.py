@@ -203,3 +203,5 @@ def test_analyze_errors():
         analyze([])
     with pytest.raises(ValueError, match=r"none of the 2 records has a final PGD accuracy .* finetune stage"):
         analyze([{"id": 0, "pgd_acc": None}, {"id": 1}])
+    with pytest.raises(TypeError, match=r"rng must be an int seed or a numpy.random.Generator, got float"):
+        analyze(make_records(10), rng=0.5)  # type: ignore[arg-type]
