@@ -4,8 +4,10 @@ write each file whose columns are present."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,8 +23,10 @@ from matplotlib.text import Text
 from scipy import stats as sps
 
 from fspkit import plots, stats
+from fspkit.study import load_records
 from robnet.genotype import sample
 
+ROOT = Path(__file__).resolve().parents[1]
 CTX = {"attack": "PGD-7 eps 8/255", "data": "CIFAR-10 val"}
 PGD = [0.30, 0.35, 0.40, 0.42, 0.45, 0.50, 0.55, 0.60]
 BEFORE = [0.20, 0.22, 0.33, 0.30, 0.36, 0.41, 0.43, 0.52]
@@ -401,3 +405,38 @@ def test_plot_run_on_a_run_folder(tmp_path, monkeypatch):
     assert [p.name for p in written] == ["fig1_params.pdf", "fig7_fsp_depth.pdf"]
     assert all(p.read_bytes()[:5] == b"%PDF-" for p in written)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fig1_params.pdf", "fig7_fsp_depth.pdf"]
+
+
+# ---------------------------------------------------------------------------------- figures/ scripts
+def _script(name: str):
+    path = ROOT / "figures" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"figures_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_there_is_one_script_per_figure_and_the_readme_lists_them():
+    scripts = sorted(p.stem for p in (ROOT / "figures").glob("*.py"))
+    assert scripts == sorted(plots.FIGURES)
+    readme = (ROOT / "figures" / "README.md").read_text()
+    assert all(f"`{name}.py`" in readme for name in plots.FIGURES)
+
+
+@pytest.mark.parametrize("name", list(plots.FIGURES))
+def test_script_draws_the_same_figure_as_plot_all(name, tmp_path, capsys):
+    results = tmp_path / "records.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in _table()))
+    out = tmp_path / f"{name}.svg"
+    assert _script(name).main([str(results), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    records = load_records(results)
+    fig = plots.FIGURES[name][1](records, plots.run_context(results, n=len(records)))
+    expected = plots.save_figure(fig, tmp_path / "expected.svg").read_bytes()
+    assert out.read_bytes() == expected
+
+
+def test_script_errors_print_one_line_and_exit_1(tmp_path, capsys):
+    assert _script("fig5_density").main([str(tmp_path / "missing.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: records: ") and "does not exist" in err and err.count("\n") == 1
