@@ -46,8 +46,8 @@ from ._stats_core import (
 __all__ = [
     "BITS_PER_CELL", "METHODS", "PROXIES", "STAGES", "BudgetGroup", "CellCorrelations", "Correlation",
     "DirectConvs", "FilterQuality", "Finding1", "Finding2", "PerCell", "ProxyRow", "ProxyTable", "Regression",
-    "bit_names", "column", "correlate", "direct_convs_by_budget", "filter_quality", "finding1", "finding2",
-    "has_column", "list_column", "partial_correlation", "per_cell", "proxy_table", "regress",
+    "bit_names", "column", "correlate", "deep_mean", "direct_convs_by_budget", "filter_quality", "finding1",
+    "finding2", "has_column", "list_column", "partial_correlation", "per_cell", "proxy_table", "regress",
 ]
 
 # ---------------------------------------------------------------------------------- Finding #1
@@ -513,6 +513,15 @@ class ProxyTable:
     finetune_seconds: float | None
 
 
+def deep_mean(per_cell: Any) -> np.ndarray:
+    """Mean of the deepest third of the cells, ``ceil(L / 3)`` of them (at least one): the FSP score of
+    ``fspkit search --fsp-keep`` (``FSPReport.deep_mean``; Finding #3 is about the deep cells).  (n, L) -> (n,)."""
+    arr = np.asarray(per_cell, dtype=float)
+    if arr.ndim != 2 or arr.shape[1] == 0:
+        raise ValueError(f"deep_mean: expected an (n candidates, cells) array, got shape {arr.shape}")
+    return arr[:, -max(1, math.ceil(arr.shape[1] / 3)):].mean(axis=1)
+
+
 def _mean_seconds(records: Records, name: str) -> float | None:
     if not has_column(records, name):
         return None
@@ -525,7 +534,8 @@ def proxy_table(records: Records, proxies: Sequence[str] = tuple(PROXIES), *, ke
     """Each proxy's Spearman with final PGD accuracy (with CI), its top-``top`` recall when keeping
     ``keep`` of the candidates, and its cost in seconds per candidate (mean of its ``seconds_*`` column).
 
-    Per-cell FSP distances are summarised by their mean over cells (the sum ranks the same). Only
+    Per-cell FSP distances are summarised by :func:`deep_mean` (the deepest third of the cells), the
+    score the search's FSP filter ranks by. Only
     candidates with a final PGD accuracy and the proxy's value count; when the run used the FSP
     filter, the filtered-out candidates have no final accuracy and every recall is over the
     finetuned ones only (noted). Proxies whose column is absent are left out with a note.
@@ -548,7 +558,7 @@ def proxy_table(records: Records, proxies: Sequence[str] = tuple(PROXIES), *, ke
         if not has_column(records, col):
             notes.append(f"{name}: column {col!r} absent, left out")
             continue
-        values = list_column(records, col).mean(axis=1) if isinstance(
+        values = deep_mean(list_column(records, col)) if isinstance(
             next(r[col] for r in records if r.get(col) is not None), list) else column(records, col)
         ok = np.isfinite(values) & np.isfinite(target)
         try:

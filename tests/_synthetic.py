@@ -38,7 +38,7 @@ DIRECT_EFFECT = 0.05
 REL_SLOPE = 0.6
 NOISE = 0.01
 FSP_COLUMNS = ("fsp", "fsp_before_finetune", "fsp_rel", "fsp_rel_before_finetune", "fsp_scale",
-               "fsp_scale_before_finetune", "seconds_fsp")
+               "fsp_scale_before_finetune", "fsp_deep", "fsp_deep_before_finetune", "seconds_fsp")
 PROXY_COLUMNS = ("proxy_grad_norm", "proxy_synflow", "proxy_naswot", "seconds_grad_norm", "seconds_synflow",
                  "seconds_naswot")
 
@@ -74,7 +74,8 @@ def make_records(n: int = 60, *, seed: int = 0, cells: int = 5, cell_free: bool 
         fsp: include the FSP columns (a ``robnet search`` run has none).
         proxies: include the zero-cost proxy columns.
         fsp_keep: when given, the FSP filter of ``fspkit search --fsp-keep``: only this fraction of
-            candidates (smallest mean FSP distance before finetuning) keep their after-finetuning
+            candidates (smallest mean FSP distance of the deepest third of the cells before
+            finetuning, ``fsp_deep_before_finetune``) keep their after-finetuning
             columns; the others are ``filtered_out`` with nulls there.
         world_size: ranks the candidates are sharded over (``rank = id % world_size``).
     """
@@ -105,7 +106,8 @@ def make_records(n: int = 60, *, seed: int = 0, cells: int = 5, cell_free: bool 
     fsp_bef, rel_bef, scale_bef = per_cell(0.3)
     kept = np.ones(n, dtype=bool)
     if fsp_keep is not None:
-        order = np.argsort(fsp_bef.mean(axis=1), kind="stable")
+        deep = max(1, int(np.ceil(cells / 3)))  # the search filters by the deepest third's mean distance
+        order = np.argsort(fsp_bef[:, -deep:].mean(axis=1), kind="stable")
         kept[:] = False
         kept[order[: int(np.ceil(fsp_keep * n))]] = True
     records: list[dict[str, Any]] = []
@@ -128,6 +130,8 @@ def make_records(n: int = 60, *, seed: int = 0, cells: int = 5, cell_free: bool 
                 "fsp_rel": rel_after[i].tolist() if on else None, "fsp_rel_before_finetune": rel_bef[i].tolist(),
                 "fsp_scale": scale_after[i].tolist() if on else None,
                 "fsp_scale_before_finetune": scale_bef[i].tolist(),
+                "fsp_deep": float(fsp_after[i, -max(1, int(np.ceil(cells / 3))):].mean()) if on else None,
+                "fsp_deep_before_finetune": float(fsp_bef[i, -max(1, int(np.ceil(cells / 3))):].mean()),
                 "filtered_out": not on, "seconds_fsp": float(0.2 + rng.uniform(0, 0.05)),
             })
         if proxies:

@@ -369,7 +369,9 @@ def test_proxy_table_on_synthetic_records():
     assert [r.proxy for r in t.rows] == list(stats.PROXIES)
     assert t.notes == () and t.keep == 0.3 and t.top == 0.1
     row = t.rows[0]
-    fsp_mean = np.array([np.mean(r["fsp_before_finetune"]) for r in recs])
+    # the search's filter score: mean of the deepest third of the 5 cells = the last 2
+    fsp_mean = np.array([(r["fsp_before_finetune"][3] + r["fsp_before_finetune"][4]) / 2 for r in recs])
+    assert fsp_mean == pytest.approx([r["fsp_deep_before_finetune"] for r in recs])
     pgd = np.array([r["pgd_acc"] for r in recs])
     ref = stats.filter_quality(fsp_mean, pgd, n_boot=0)
     assert (row.column, row.lower_is_better, row.quality.recall) == ("fsp_before_finetune", True, ref.recall)
@@ -379,6 +381,14 @@ def test_proxy_table_on_synthetic_records():
     assert not by["synflow"].lower_is_better and by["pgd_before_finetune"].quality.spearman.coef > 0.9
     assert by["naswot"].quality.spearman.ci[0] < 0 < by["naswot"].quality.spearman.ci[1]  # planted: noise
     assert t.finetune_seconds == pytest.approx(np.mean([r["seconds_finetune"] for r in recs]))
+
+
+def test_deep_mean():
+    v = np.arange(14.0).reshape(2, 7)  # 7 cells: the deepest ceil(7 / 3) = 3
+    assert stats.deep_mean(v).tolist() == [5.0, 12.0]
+    assert stats.deep_mean([[1.0], [2.0]]).tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError, match=r"deep_mean: expected an \(n candidates, cells\) array, got shape \(3,\)"):
+        stats.deep_mean([1.0, 2.0, 3.0])
 
 
 def test_proxy_table_notes_and_errors():
