@@ -135,7 +135,9 @@ def append_jsonl(path: PathLike, records: Mapping[str, Any] | Iterable[Mapping[s
                  fsync: bool = True) -> None:
     """Append one record (a mapping) or several as JSON Lines, then flush and fsync.
 
-    One ``write`` call per batch of records; a kill can tear at most the last line.
+    One ``write`` call per batch of records; a kill can tear at most the last line. A torn last
+    line left by an earlier writer is cut off first (with a warning), so the new records start on
+    a line of their own: appended to the fragment, they would be unreadable and dropped as torn.
     """
     rows = [records] if isinstance(records, Mapping) else list(records)
     if not rows:
@@ -143,6 +145,8 @@ def append_jsonl(path: PathLike, records: Mapping[str, Any] | Iterable[Mapping[s
     text = "".join(dumps(r) + "\n" for r in rows)
     target = Path(path)
     new = not target.exists()
+    if not new:
+        _cut_torn_tail(target)
     with open(target, "a", encoding="utf-8") as f:
         f.write(text)
         f.flush()
@@ -150,6 +154,34 @@ def append_jsonl(path: PathLike, records: Mapping[str, Any] | Iterable[Mapping[s
             os.fsync(f.fileno())
     if new and fsync:
         fsync_dir(target.parent)
+
+
+def _cut_torn_tail(target: Path) -> None:
+    """Truncate ``target`` after its last newline when it does not end with one (a torn append)."""
+    with open(target, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        # Scan back in blocks for the last newline: the torn fragment is at most one batch of records.
+        end, block = size, 1 << 16
+        keep = 0
+        while end > 0:
+            start = max(0, end - block)
+            f.seek(start)
+            chunk = f.read(end - start)
+            i = chunk.rfind(b"\n")
+            if i >= 0:
+                keep = start + i + 1
+                break
+            end = start
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+    log.warning("%s: cut a torn last line (%d bytes) before appending (a writer was interrupted mid-append)",
+                target, size - keep)
 
 
 @dataclasses.dataclass(frozen=True)
