@@ -25,8 +25,6 @@ Every failure to read raises :class:`CheckpointError` (a ``ValueError``) with a 
 
 from __future__ import annotations
 
-import difflib
-import inspect
 import logging
 import os
 import pickle
@@ -36,29 +34,33 @@ from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from . import zoo
 from ._files import atomic_write
-from .genotype import Genotype
-from .network import RobNet, as_genotype, build_robnet
+from ._unpickle import TORCH_CHECKPOINT, Inert, RestrictedPickleModule
+from .arch import (
+    ArchLike,
+    arch_from_model,
+    build_from_arch,
+    check_data,
+    compare_state_dict,
+    describe_arch,
+    normalize_arch,
+    unwrap_model,
+)
 
 __all__ = [
     "FORMAT",
     "VERSION",
     "CheckpointError",
-    "arch_from_model",
-    "build_from_arch",
-    "describe_arch",
     "detect_format",
     "load",
     "load_any",
     "load_official",
     "load_raw",
-    "normalize_arch",
     "save",
 ]
 
@@ -68,288 +70,45 @@ FORMAT = "robnet-checkpoint"
 VERSION = 1
 
 PathLike = str | os.PathLike[str]
-ArchLike = str | Mapping[str, Any]
 MapLocation = str | torch.device
 
-# Keys of a genotype arch and their defaults (those of build_robnet).
-_GENOTYPE_DEFAULTS: dict[str, Any] = {"C": 36, "layers": 20, "num_classes": 10, "in_channels": 3,
-                                      "imagenet_stem": False}
+# Pickled globals a training checkpoint normally carries (an optimizer or lr-scheduler object): dropped
+# like any other, but reported at INFO; any other global is reported at WARNING, by name.
+_EXPECTED_GLOBALS = ("torch.optim.",)
 # Where an official state_dict may sit in the top-level dict, in order of preference.
 _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net")
-_LIST_FIRST = 5
 
 
 class CheckpointError(ValueError):
     """A checkpoint could not be read or does not fit the requested architecture."""
 
 
-# ----------------------------------------------------------------------------- plain data
-
-
-def _short_repr(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-_SCALARS = (str, int, float, bool, type(None))
-_PLAIN = "str, int, float, bool, None, list, tuple, dict with str keys"
-_PLAIN_OR_TENSOR = "tensors, str, int, float, bool, None, list, tuple, dict with str or int keys"
-
-
-def _check_data(value: Any, where: str, *, tensors: bool) -> None:
-    """Raise TypeError naming the key path of the first value ``weights_only`` could not load back.
-
-    Types are matched exactly: subclasses (``torch.__version__``, numpy floats, enums) pickle as
-    their class and would make the file refuse to load.
-    """
-    if type(value) in _SCALARS or (tensors and isinstance(value, torch.Tensor)):
-        return
-    if type(value) in (list, tuple):
-        for i, item in enumerate(value):
-            _check_data(item, f"{where}[{i}]", tensors=tensors)
-        return
-    if type(value) in (dict, OrderedDict):
-        key_types: tuple[type, ...] = (str, int) if tensors else (str,)
-        for key, item in value.items():
-            if type(key) not in key_types:
-                raise TypeError(f"{where} has key {key!r} of type {type(key).__name__}; expected "
-                                f"{' or '.join(t.__name__ for t in key_types)} keys. Hint: convert the key "
-                                "with str()")
-            _check_data(item, f"{where}[{key!r}]", tensors=tensors)
-        return
-    base = next((t.__name__ for t in _SCALARS[:3] if isinstance(value, t)), None)
-    if base is not None:
-        hint = f"convert it with {base}()"
-    elif hasattr(value, "item"):
-        hint = "convert it with .item() or .tolist()"
-    else:
-        hint = "store its name or repr instead"
-    allowed = _PLAIN_OR_TENSOR if tensors else _PLAIN
-    raise TypeError(f"{where} is {type(value).__name__} ({_short_repr(value)}), not plain data ({allowed}). "
-                    f"Hint: {hint}")
-
-
-def _check_plain(value: Any, where: str) -> None:
-    _check_data(value, where, tensors=False)
-
-
-# ----------------------------------------------------------------------------- architectures
-
-
-def normalize_arch(arch: ArchLike) -> dict[str, Any]:
-    """The architecture as plain data, with every default made explicit.
-
-    Args:
-        arch: a zoo name (``"robnet_large"``); a dict ``{"name": ..., **overrides}`` whose overrides
-            are those of :func:`robnet.zoo.build_model` (``num_classes``, ``C``, ``layers``,
-            ``genotype``, ``in_channels``, ``denoise``); or a custom genotype with its macro,
-            ``{"genotype": "<Genotype string>", "C": 36, "layers": 20, "num_classes": 10,
-            "in_channels": 3, "imagenet_stem": False, "denoise": [...]}`` (missing keys take the
-            :func:`robnet.network.build_robnet` defaults shown).
-
-    Returns:
-        ``{"name": ..., "num_classes": ..., **overrides}`` or ``{"genotype": str, "C": ...,
-        "layers": ..., "num_classes": ..., "in_channels": ..., "imagenet_stem": ...}`` (plus
-        ``"denoise"`` when non-empty). Genotypes become their canonical string.
-    """
-    if isinstance(arch, str):
-        _check_zoo_name(arch)
-        return {"name": arch, "num_classes": zoo._DEFAULT_CLASSES.get(arch, 10)}
-    if not isinstance(arch, Mapping):
-        raise TypeError(f"arch must be a zoo name or a dict, got {type(arch).__name__}. "
-                        "Hint: arch='robnet_large' or arch={'genotype': '11 01 ...', 'C': 36, 'layers': 20}")
-    if "name" in arch:
-        name = arch["name"]
-        if not isinstance(name, str):
-            raise TypeError(f"arch['name'] must be a str, got {type(name).__name__}")
-        _check_zoo_name(name)
-        out: dict[str, Any] = {"name": name}
-        classes = arch.get("num_classes")
-        out["num_classes"] = zoo._DEFAULT_CLASSES.get(name, 10) if classes is None else _as_int(classes,
-                                                                                                "num_classes")
-        for key, value in arch.items():
-            if key in ("name", "num_classes"):
-                continue
-            out[key] = _normalize_override(key, value)
-        _check_plain(out, "arch")
-        return out
-    if "genotype" in arch:
-        unknown = sorted(set(arch) - {"genotype", "denoise", *_GENOTYPE_DEFAULTS})
-        if unknown:
-            raise ValueError(f"unknown key(s) {unknown} in a genotype arch; expected genotype, "
-                             f"{', '.join(_GENOTYPE_DEFAULTS)}, denoise")
-        out = {"genotype": str(_as_genotype(arch["genotype"]))}
-        for key, default in _GENOTYPE_DEFAULTS.items():
-            value = arch.get(key, default)
-            out[key] = bool(value) if key == "imagenet_stem" else _as_int(value, key)
-        denoise = _normalize_override("denoise", arch.get("denoise", ()))
-        if denoise:
-            out["denoise"] = denoise
-        _check_plain(out, "arch")
-        return out
-    raise ValueError(f"arch dict needs a 'name' (a zoo model) or a 'genotype' (with its macro), got keys "
-                     f"{sorted(arch)}. Hint: {{'name': 'robnet_large', 'C': 8}} or "
-                     "{'genotype': '11 01 ...', 'C': 36, 'layers': 20}")
-
-
-def _check_zoo_name(name: str) -> None:
-    names = zoo.list_models()
-    if name in names:
-        return
-    close = difflib.get_close_matches(name, names, n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise ValueError(f"unknown architecture {name!r}.{hint} Zoo names: {', '.join(names)}; for a custom "
-                     "genotype pass {'genotype': '<Genotype string>', 'C': 36, 'layers': 20}")
-
-
-def _as_int(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"arch[{key!r}] must be an int, got {type(value).__name__} ({value!r})")
-    return value
-
-
-def _as_genotype(value: Any) -> Genotype:
-    try:
-        return as_genotype(value)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"arch['genotype'] is not a valid genotype: {e}") from None
-
-
-def _normalize_override(key: str, value: Any) -> Any:
-    if key == "genotype":
-        return str(_as_genotype(value))
-    if key == "denoise":
-        items = [value] if isinstance(value, str | int) else list(value)
-        return sorted(items) if all(isinstance(i, int) for i in items) else items
-    return value
-
-
-def describe_arch(arch: ArchLike) -> str:
-    """Short human label, e.g. ``"robnet_large (num_classes=10, C=8, layers=5)"``."""
-    norm = normalize_arch(arch)
-    if "name" in norm:
-        head, rest = norm["name"], {k: v for k, v in norm.items() if k != "name"}
-    else:
-        genotype = norm["genotype"]
-        head = f"genotype {genotype[:41] + '...' if len(genotype) > 44 else genotype!r}"
-        rest = {k: v for k, v in norm.items() if k != "genotype"}
-    if rest == {"num_classes": 10}:
-        return head
-    return f"{head} ({', '.join(f'{k}={v}' for k, v in rest.items())})"
-
-
-def build_from_arch(arch: ArchLike) -> nn.Module:
-    """Build an (untrained) model from an architecture description (see :func:`normalize_arch`)."""
-    norm = normalize_arch(arch)
-    if "name" in norm:
-        overrides = {k: v for k, v in norm.items() if k not in ("name", "num_classes")}
-        return zoo.build_model(norm["name"], num_classes=norm["num_classes"], **overrides)
-    return build_robnet(norm["genotype"], C=norm["C"], layers=norm["layers"], num_classes=norm["num_classes"],
-                        in_channels=norm["in_channels"], imagenet_stem=norm["imagenet_stem"],
-                        denoise=norm.get("denoise", ()))
-
-
-def arch_from_model(model: nn.Module) -> dict[str, Any]:
-    """Describe a :class:`~robnet.network.RobNet` as a genotype arch (plain data).
-
-    Raises:
-        TypeError: for any other model (pass ``arch=<zoo name or dict>`` to :func:`save` instead).
-    """
-    model = _unwrap(model)
-    if not isinstance(model, RobNet):
-        raise TypeError(f"cannot describe a {type(model).__name__} as data; only RobNet instances are "
-                        "described automatically. Hint: pass arch='resnet18' (a zoo name) or "
-                        "arch={'name': ..., **overrides} to save()")
-    first_conv = model.stem0[0] if model._imagenet else model.stem[0]
-    if not isinstance(first_conv, nn.Conv2d):
-        raise TypeError(f"unexpected RobNet stem: {type(first_conv).__name__} where a Conv2d was expected")
-    if not model._imagenet and first_conv.out_channels != 3 * model._C:
-        raise ValueError(f"RobNet with stem width {first_conv.out_channels} != 3*C={3 * model._C} cannot be "
-                         "described by build_robnet's arguments (stem_multiplier is not recorded)")
-    arch: dict[str, Any] = {
-        "genotype": str(model.genotype),
-        "C": model._C,
-        "layers": model._layers,
-        "num_classes": model.classifier.out_features,
-        "in_channels": first_conv.in_channels,
-        "imagenet_stem": bool(model._imagenet),
-    }
-    if hasattr(model, "denoise"):
-        arch["denoise"] = sorted(int(k) for k in model.denoise)
-    return arch
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The module itself under DataParallel / DistributedDataParallel / torch.compile wrappers."""
-    while True:
-        wrapped = isinstance(model, nn.DataParallel | nn.parallel.DistributedDataParallel)
-        inner = getattr(model, "module" if wrapped else "_orig_mod", None)
-        if not isinstance(inner, nn.Module):
-            return model
-        model = inner
-
-
-# ----------------------------------------------------------------------------- key matching
-
-
-@dataclass(frozen=True, kw_only=True)
-class _KeyReport:
-    missing: list[str]
-    unexpected: list[str]
-    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]]  # (key, checkpoint shape, model shape)
-
-    @property
-    def ok(self) -> bool:
-        return not (self.missing or self.unexpected or self.mismatched)
-
-    def summary(self) -> str:
-        parts = []
-        if self.missing:
-            parts.append(f"{len(self.missing)} missing keys ({_first(self.missing)})")
-        if self.unexpected:
-            parts.append(f"{len(self.unexpected)} unexpected keys ({_first(self.unexpected)})")
-        if self.mismatched:
-            shown = [f"{k}: checkpoint {_shape(a)} vs model {_shape(b)}"
-                     for k, a, b in self.mismatched[:_LIST_FIRST]]
-            more = ", ..." if len(self.mismatched) > _LIST_FIRST else ""
-            parts.append(f"{len(self.mismatched)} shape mismatches ({', '.join(shown)}{more})")
-        return ", ".join(parts)
-
-
-def _first(keys: list[str]) -> str:
-    return ", ".join(keys[:_LIST_FIRST]) + (", ..." if len(keys) > _LIST_FIRST else "")
-
-
-def _shape(shape: tuple[int, ...]) -> str:
-    return str(tuple(shape))
-
-
-def _compare_keys(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> _KeyReport:
-    expected = model.state_dict()
-    return _KeyReport(
-        missing=[k for k in expected if k not in state_dict],
-        unexpected=[k for k in state_dict if k not in expected],
-        mismatched=[(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in state_dict.items()
-                    if k in expected and tuple(v.shape) != tuple(expected[k].shape)],
-    )
-
-
-def _classes_hint(report: _KeyReport) -> str:
-    for key, ckpt, model in report.mismatched:
-        if key.endswith("weight") and len(ckpt) == 2 == len(model) and ckpt[1] == model[1]:
-            return f" Hint: the checkpoint has {ckpt[0]} classes; pass num_classes={ckpt[0]}"
-    return " Hint: check the architecture name, C, layers and num_classes"
+# ----------------------------------------------------------------------------- weights into a model
 
 
 def _load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, strict: bool, path: PathLike,
                arch: Mapping[str, Any]) -> None:
-    report = _compare_keys(state_dict, model)
+    report = compare_state_dict(state_dict, model)
     if report.mismatched or (strict and not report.ok):
         raise CheckpointError(f"checkpoint {path} does not match architecture {describe_arch(arch)}: "
-                              f"{report.summary()}.{_classes_hint(report)}")
+                              f"{report.summary()}.{report.hint()}")
     if not report.ok:
         logger.warning("checkpoint %s loaded with strict=False: %s", path, report.summary())
-    model.load_state_dict(state_dict, strict=strict)
+    try:
+        model.load_state_dict(state_dict, strict=strict)
+    except (RuntimeError, TypeError, ValueError, AttributeError, KeyError) as e:
+        raise CheckpointError(f"checkpoint {path} does not load into architecture {describe_arch(arch)}: "
+                              f"{type(e).__name__}: {_one_line(str(e))}") from None
+
+
+def _build(arch: Mapping[str, Any], path: PathLike) -> nn.Module:
+    """``build_from_arch`` for an arch read from (or completed by) a file: one CheckpointError line for
+    anything the arch cannot build, including a size above :data:`robnet.arch.MAX_PARAMS` (refused by
+    the parameter estimate before anything is allocated)."""
+    try:
+        return build_from_arch(arch)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path}: cannot build its architecture: {_one_line(str(e))}") from None
 
 
 # ----------------------------------------------------------------------------- saving
@@ -379,19 +138,19 @@ def save(path: PathLike, model: nn.Module, *, arch: ArchLike | None = None,
     """
     from . import __version__
 
-    model = _unwrap(model)
+    model = unwrap_model(model)
     norm = normalize_arch(arch) if arch is not None else arch_from_model(model)
     meta_d = dict(meta) if meta is not None else {}
-    _check_plain(meta_d, "meta")
+    check_data(meta_d, "meta")
     extra_d = dict(extra) if extra is not None else {}
-    _check_data(extra_d, "extra", tensors=True)
+    check_data(extra_d, "extra", tensors=True)
     state_dict = model.state_dict()
     with torch.device("meta"):
         skeleton = build_from_arch(norm)
-    report = _compare_keys(state_dict, skeleton)
+    report = compare_state_dict(state_dict, skeleton)
     if not report.ok:
         raise ValueError(f"arch {describe_arch(norm)} does not describe this {type(model).__name__}: "
-                         f"{report.summary()}.{_classes_hint(report)}")
+                         f"{report.summary()}.{report.hint()}")
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -444,7 +203,13 @@ def _reason(e: BaseException) -> str:
     text = paragraphs[0] if paragraphs else text
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     line = lines[0] if lines else "no details"
-    return f"{type(e).__name__}: {line[:200]}"
+    return f"{type(e).__name__}: {line}"
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """``text``'s lines joined with "; ", shortened at a word boundary beyond ``limit`` characters."""
+    flat = "; ".join(ln.strip() for ln in text.splitlines() if ln.strip()) or "no details"
+    return flat if len(flat) <= limit else flat[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def _corrupt(path: Path, e: BaseException) -> CheckpointError:
@@ -476,7 +241,7 @@ def _read_weights_only(path: Path, map_location: MapLocation) -> _Read:
 
 
 def _code_error(path: Path, refused: tuple[str, ...]) -> CheckpointError:
-    names = ", ".join(f"'{n}'" for n in refused[:_LIST_FIRST])
+    names = ", ".join(f"'{n}'" for n in refused[:5])
     noun = "global" if len(refused) == 1 else "globals"
     return CheckpointError(f"checkpoint {path} asks to run code ({noun} {names}); refusing to unpickle it. "
                            "Hint: if it is an official RobNets checkpoint use load_official / --arch")
@@ -501,8 +266,13 @@ def _validate_ours(payload: dict[str, Any], path: Path) -> dict[str, Any]:
     bad = [k for k, v in payload["state_dict"].items()
            if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
-        raise CheckpointError(f"checkpoint {path} is damaged: state_dict entries that are not tensors: "
-                              f"{_first([str(k) for k in bad])}")
+        raise CheckpointError(f"checkpoint {path} is damaged: {len(bad)} state_dict entries are not tensors "
+                              f"under str keys (the first: {bad[0]!r})")
+    metadata = getattr(payload["state_dict"], "_metadata", None)
+    if metadata is not None and not _torch_metadata(metadata):
+        raise CheckpointError(f"checkpoint {path} is damaged: its state_dict's _metadata is not torch's "
+                              f"{{prefix: {{'version': int}}}} (got {type(metadata).__name__} "
+                              f"{_one_line(repr(metadata), 80)})")
     try:
         arch = normalize_arch(payload["arch"])
     except (TypeError, ValueError) as e:
@@ -512,6 +282,14 @@ def _validate_ours(payload: dict[str, Any], path: Path) -> dict[str, Any]:
     out["arch"] = arch
     out.setdefault("extra", {})
     return out
+
+
+def _torch_metadata(metadata: Any) -> bool:
+    """Whether a state_dict's ``_metadata`` is what ``nn.Module.state_dict`` writes (load_state_dict
+    hands each entry to the module's ``_load_from_state_dict``, which trusts it)."""
+    return isinstance(metadata, dict) and all(
+        isinstance(k, str) and isinstance(v, dict) and all(isinstance(kk, str) for kk in v)
+        and (v.get("version") is None or type(v.get("version")) is int) for k, v in metadata.items())
 
 
 def _not_ours(path: Path) -> CheckpointError:
@@ -569,159 +347,12 @@ def load(path: PathLike, *, map_location: MapLocation = "cpu",
 
 
 def _model_from_raw(raw: dict[str, Any], path: Path, *, map_location: MapLocation, strict: bool) -> nn.Module:
-    model = build_from_arch(raw["arch"])
+    model = _build(raw["arch"], path)
     _load_into(model, raw["state_dict"], strict=strict, path=path, arch=raw["arch"])
     return _move(model, map_location).eval()
 
 
-# ----------------------------------------------------------------------------- restricted unpickler
-
-
-class _Inert:
-    """Stands in for a global the restricted unpickler refused to import.
-
-    Constructing or calling it, ``__setstate__`` and the container ops the unpickler uses
-    (``__setitem__``, ``append``, ``extend``, ``add``) all swallow their arguments: nothing from
-    the pickle is executed and nothing it carried is kept.
-    """
-
-    pickled_global: ClassVar[str] = "?"
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> _Inert:
-        return super().__new__(cls)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __call__(self, *args: Any, **kwargs: Any) -> _Inert:
-        # e.g. getattr(obj, "method") then REDUCE: the placeholder is "called"; nothing runs.
-        return type(self).called()()
-
-    @classmethod
-    def called(cls) -> type[_Inert]:
-        """The placeholder class of what calling this one would have returned."""
-        name = f"{cls.pickled_global}()"
-        return type(f"Placeholder[{name}]", (_Inert,), {"pickled_global": name})
-
-    def __setstate__(self, state: Any) -> None:
-        pass
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        pass
-
-    def append(self, item: Any) -> None:
-        pass
-
-    def extend(self, items: Any) -> None:
-        pass
-
-    def add(self, item: Any) -> None:
-        pass
-
-    def __repr__(self) -> str:
-        return f"<not unpickled: {self.pickled_global}>"
-
-
-def _encode_bytes(text: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-    """``_codecs.encode`` as protocol-2 pickles use it for bytes: text codecs only."""
-    if not isinstance(text, str) or encoding.lower().replace("_", "-") not in ("latin1", "latin-1", "utf-8",
-                                                                               "utf8", "ascii"):
-        raise pickle.UnpicklingError(f"refusing _codecs.encode with encoding {encoding!r}")
-    return text.encode(encoding, errors)
-
-
-def _rebuild_from_type(func: Any, new_type: Any, args: tuple[Any, ...], state: Any) -> Any:
-    """``torch._tensor._rebuild_from_type_v2`` restricted to plain tensors and Parameters."""
-    ret = func(*args)
-    if not isinstance(ret, torch.Tensor) or new_type not in (torch.Tensor, nn.Parameter):
-        return ret  # an unknown tensor subclass: keep the plain tensor (or the placeholder)
-    return torch._tensor._rebuild_from_type_v2(lambda: ret, new_type, (), state)
-
-
-# Exactly the callables/classes weights_only=True allows for plain checkpoints, by qualified name.
-_ALLOWED_NAMES: frozenset[str] = frozenset({
-    "collections.OrderedDict", "collections.Counter",
-    "builtins.set", "builtins.frozenset", "builtins.complex", "builtins.bytearray",
-    "torch.Size", "torch.device", "torch.Tensor", "torch.nn.parameter.Parameter",
-    "torch.serialization._get_layout",
-    "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor_v3",
-    "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state",
-    "torch._utils._rebuild_sparse_tensor", "torch._utils._rebuild_qtensor",
-    "torch._utils._rebuild_device_tensor_from_cpu_tensor", "torch._utils._rebuild_device_tensor_from_numpy",
-    "torch._utils._rebuild_meta_tensor_no_storage",
-    "numpy.dtype", "numpy.ndarray",
-    "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",
-    "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
-})
-_SUBSTITUTES: dict[str, Any] = {
-    "_codecs.encode": _encode_bytes,
-    "torch._tensor._rebuild_from_type_v2": _rebuild_from_type,
-}
-_PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
-
-
-def _resolve_allowed(module: str, name: str) -> Any | None:
-    """The allowlisted object ``module.name``, or None. Imports only torch/numpy/stdlib modules."""
-    full = f"{module}.{name}"
-    if full in _SUBSTITUTES:
-        return _SUBSTITUTES[full]
-    if full in _ALLOWED_NAMES:
-        import importlib
-
-        try:
-            with warnings.catch_warnings():  # numpy 2 warns on importing numpy.core (old pickles)
-                warnings.simplefilter("ignore", DeprecationWarning)
-                return getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            return None
-    if module == "torch":
-        # dtypes, layouts, memory formats, legacy tensor types (torch.FloatTensor), storage classes.
-        # vars(), not getattr: no lazy submodule imports for names a pickle makes up.
-        obj = vars(torch).get(name)
-        if isinstance(obj, torch.dtype | torch.layout | torch.memory_format):
-            return obj
-        if inspect.isclass(obj) and (obj in torch._tensor_classes
-                                     or issubclass(obj, torch.storage.TypedStorage | torch.UntypedStorage)):
-            return obj
-    if module == "numpy.dtypes" and name.endswith("DType"):
-        try:
-            import numpy.dtypes
-        except ImportError:
-            return None
-        cls = vars(numpy.dtypes).get(name)
-        return cls if inspect.isclass(cls) else None
-    return None
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """``pickle.Unpickler`` whose ``find_class`` returns allowlisted torch rebuild functions or inert
-    placeholder classes; torch.load subclasses it and adds its storage ``persistent_load``."""
-
-    def __init__(self, file: Any, *, placeholder_log: list[str] | None = None, **kwargs: Any) -> None:
-        super().__init__(file, **kwargs)
-        self._log = placeholder_log if placeholder_log is not None else []
-        self._placeholders: dict[str, type[_Inert]] = {}
-
-    def find_class(self, module: str, name: str) -> Any:
-        module = _PY2_MODULES.get(module, module)
-        obj = _resolve_allowed(module, name)
-        if obj is not None:
-            return obj
-        full = f"{module}.{name}"
-        if full not in self._placeholders:
-            self._log.append(full)
-            self._placeholders[full] = type(f"Placeholder[{full}]", (_Inert,), {"pickled_global": full})
-        return self._placeholders[full]
-
-
-class _RestrictedPickleModule:
-    """What ``torch.load(pickle_module=...)`` uses: ``Unpickler`` and ``load``."""
-
-    Unpickler = _RestrictedUnpickler
-
-    @staticmethod
-    def load(file: Any, **kwargs: Any) -> Any:
-        return _RestrictedUnpickler(file, **kwargs).load()
+# ----------------------------------------------------------------------------- reading either way
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -744,9 +375,19 @@ def _read_safely(path: Path, map_location: MapLocation) -> _Payload:
     log: list[str] = []
     try:
         data = torch.load(path, map_location=map_location, weights_only=False,
-                          pickle_module=_RestrictedPickleModule, placeholder_log=log)
+                          pickle_module=RestrictedPickleModule, allowlist=TORCH_CHECKPOINT,
+                          on_unknown="placeholder", placeholder_log=log)
     except Exception as e:
         raise (read.error or _corrupt(path, e)) from None
+    expected = [g for g in log if g.startswith(_EXPECTED_GLOBALS)]
+    foreign = [g for g in log if not g.startswith(_EXPECTED_GLOBALS)]
+    if foreign:
+        logger.warning("checkpoint %s pickles %s outside torch's tensor types: %s; not imported (inert "
+                       "placeholders: nothing ran) and whatever they built is dropped", path,
+                       "a global" if len(foreign) == 1 else "globals", ", ".join(foreign))
+    if expected:
+        logger.info("checkpoint %s: training state pickled with %s dropped (not imported)", path,
+                    ", ".join(expected))
     return _Payload(data=data, unpickler="restricted", refused=read.refused, placeholders=tuple(log))
 
 
@@ -754,12 +395,12 @@ def _read_safely(path: Path, map_location: MapLocation) -> _Payload:
 
 
 def _describe_dropped(value: Any) -> str:
-    if isinstance(value, _Inert):
+    if isinstance(value, Inert):
         return f"object built by {value.pickled_global} (a placeholder: nothing was executed)"
-    if isinstance(value, type) and issubclass(value, _Inert):
+    if isinstance(value, type) and issubclass(value, Inert):
         return f"reference to {value.pickled_global} (a placeholder: not imported)"
     if isinstance(value, torch.Tensor):
-        return f"tensor of shape {_shape(tuple(value.shape))}"
+        return f"tensor of shape {tuple(value.shape)}"
     if isinstance(value, Mapping | list | tuple) and _holds_tensors(value):
         return f"{type(value).__name__} holding tensors (e.g. an optimizer state)"
     return f"{type(value).__name__} (not plain data)"
@@ -784,14 +425,14 @@ def _plain_value(value: Any) -> tuple[bool, Any]:
     if isinstance(value, OrderedDict | Counter):
         value = dict(value)
     try:
-        _check_plain(value, "value")
+        check_data(value, "value")
     except TypeError:
         return False, None
     return True, value
 
 
 def _find_state_dict(payload: Any, path: Path) -> tuple[str | None, Mapping[Any, Any]]:
-    if isinstance(payload, _Inert):
+    if isinstance(payload, Inert):
         raise CheckpointError(f"checkpoint {path} holds a pickled {payload.pickled_global} object, not a "
                               "state_dict: a whole pickled model cannot be loaded without running its "
                               "code. Hint: in a trusted environment re-save it with "
@@ -880,7 +521,7 @@ def _official_model(state_dict: dict[str, torch.Tensor], meta: dict[str, Any], p
         given = _infer_classes(state_dict)
     if given is not None:
         norm = normalize_arch({**norm, "num_classes": given})
-    model = build_from_arch(norm)
+    model = _build(norm, path)
     _load_into(model, state_dict, strict=strict, path=path, arch=norm)
     meta["arch"] = norm
     return _move(model, map_location).eval(), meta

@@ -22,7 +22,7 @@ import difflib
 import logging
 import os
 import pickle
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ._files import download_file, extract_folder, file_md5
+from ._unpickle import NUMPY_ARRAYS, RestrictedUnpickler
 
 __all__ = [
     "CHECKSUMS",
@@ -197,43 +198,10 @@ def stable_permutation(n: int, seed: int) -> np.ndarray:
 # Official files: safe unpickling, checksums
 
 
-def _numpy_reconstruct() -> Callable[..., Any]:
-    # The function numpy pickles ndarrays with (numpy.core or numpy._core, depending on version).
-    reduced: Any = np.zeros(1).__reduce__()
-    reconstruct: Callable[..., Any] = reduced[0]
-    return reconstruct
-
-
-def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
-    # Python 3 writes bytes into protocol-2 pickles as _codecs.encode(text, "latin1")
-    if encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError(f"forbidden call _codecs.encode(..., {encoding!r})")
-    return text.encode("latin1")
-
-
-_PICKLE_GLOBALS: dict[tuple[str, str], Any] = {
-    ("_codecs", "encode"): _latin1_encode,
-    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct(),
-    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct(),
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-}
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickler that can rebuild numpy arrays and plain containers, and nothing else."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _PICKLE_GLOBALS[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"forbidden global {module}.{name}") from None
-
-
 def _load_pickle(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
-            obj = _ArrayUnpickler(f, encoding="bytes").load()
+            obj = RestrictedUnpickler(f, allowlist=NUMPY_ARRAYS, encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
         raise ValueError(f"cannot read {path}: {e}. Hint: only the official python pickles are accepted "
                          "(numpy arrays, lists and dicts; no other objects); delete it and download "

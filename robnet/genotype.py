@@ -18,13 +18,13 @@ layer (Guo et al., "When NAS Meets Robustness", CVPR 2020, section 3).
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 CODES: tuple[str, ...] = ("00", "01", "10", "11")
-OP_NAMES: dict[str, str] = {"00": "zero", "01": "sep_conv_3x3", "10": "identity", "11": "res_sep_conv_3x3"}
 NUM_NODES = 4
 NUM_EDGES = 14
 # (source, target) per edge; sources 0/1 are s0/s1, 2.. are f1..; targets 0..3 are f1..f4.
@@ -56,14 +56,22 @@ def _validate_cell(cell: Sequence[Any], where: str) -> Cell:
     for i, code in enumerate(codes):
         if code not in CODES:
             raise ValueError(f"{where}, {edge_name(i)}: bad code {code!r}; expected one of {', '.join(CODES)}")
+    node = _dead_node(codes)
+    if node is not None:
+        first = EDGES.index((0, node))
+        raise ValueError(f"{where}: node f{node + 1} has no input (edges {first}..{first + node + 1} "
+                         "are all '00'); every intermediate node needs at least one non-zero edge")
+    return codes
+
+
+def _dead_node(cell: Sequence[str]) -> int | None:
+    """The first intermediate node (0-based) whose incoming edges are all ``00``, or None."""
     offset = 0
     for node in range(NUM_NODES):
-        incoming = codes[offset:offset + node + 2]
-        if all(c == "00" for c in incoming):
-            raise ValueError(f"{where}: node f{node + 1} has no input (edges {offset}..{offset + node + 1} "
-                             "are all '00'); every intermediate node needs at least one non-zero edge")
+        if all(c == "00" for c in cell[offset:offset + node + 2]):
+            return node
         offset += node + 2
-    return codes
+    return None
 
 
 @dataclass(frozen=True)
@@ -196,12 +204,7 @@ def cell_num_convs(cell: Sequence[str]) -> int:
 
 
 def _is_valid(cell: Sequence[str]) -> bool:
-    offset = 0
-    for node in range(NUM_NODES):
-        if all(c == "00" for c in cell[offset:offset + node + 2]):
-            return False
-        offset += node + 2
-    return True
+    return _dead_node(cell) is None
 
 
 def sample_cell(rng: random.Random, *, budget: int | None = None) -> Cell:
@@ -264,7 +267,7 @@ def count_cells(*, budget: int | None = None) -> int:
         node_dist: dict[int, int] = {}
         # each edge: '00' (0 convs), '10' (0 convs), '01' (1 conv), '11' (1 conv)
         for convs in range(k + 1):
-            ways = _comb(k, convs) * 2 ** k  # choose conv edges, identity bit free
+            ways = math.comb(k, convs) * 2 ** k  # choose conv edges, identity bit free
             if convs == 0:
                 ways -= 1  # all-'00' assignment
             node_dist[convs] = ways
@@ -276,12 +279,6 @@ def count_cells(*, budget: int | None = None) -> int:
     if budget is None:
         return sum(dist.values())
     return dist.get(budget, 0)
-
-
-def _comb(n: int, k: int) -> int:
-    from math import comb
-
-    return comb(n, k)
 
 
 ROBNET_LARGE = Genotype.parse("11 11 11 11 11 01 11 01 10 11 01 01 01 11")

@@ -80,9 +80,14 @@ class FactorizedReduce(nn.Module):
         self.bn = nn.BatchNorm2d(c_out, affine=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        # conv_1 gives ceil(h/2) rows, the shifted conv_2 on x[..., 1:, 1:] gives ceil((h-1)/2): equal
+        # only for even sizes, so an odd one is refused here instead of failing inside torch.cat.
+        if h % 2 or w % 2:
+            raise ValueError(f"FactorizedReduce (a stride-2 edge) needs an even feature-map size, got "
+                             f"{h}x{w}. Hint: use inputs whose side stays even through the reductions "
+                             "(e.g. a multiple of 4 for the two reduction cells)")
         x = self.relu(x)
-        # The shifted branch sees x[1:, 1:]; for odd sizes both branches still give ceil(h/2) rows
-        # only when h is even, which the networks here guarantee (32 -> 16 -> 8).
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
 
 

@@ -6,6 +6,7 @@ import logging
 import os
 import random
 import shlex
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from robnet import arch as A
 from robnet import checkpoint as ck
 from robnet.genotype import ROBNET_FREE, Genotype, sample
 from robnet.network import RobNet
@@ -64,16 +66,6 @@ class RunsShell:
 @pytest.fixture(autouse=True)
 def _reset_flag() -> None:
     FLIPPED.clear()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Any:
-    # On the shared 2-core machine, OpenMP threads spinning against other processes make these
-    # tiny convolutions 100x slower; one thread is fastest here. Restored after the module.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _small_model(seed: int = 0, **overrides: Any) -> nn.Module:
@@ -131,7 +123,7 @@ def test_round_trip_zoo_name(tmp_path: Path) -> None:
     _assert_same_state(model, loaded)
     # SPEC §1 parameter count, from the recorded arch alone (meta device: no memory).
     with torch.device("meta"):
-        assert sum(p.numel() for p in ck.build_from_arch("robnet_large").parameters()) == 6_842_710
+        assert sum(p.numel() for p in A.build_from_arch("robnet_large").parameters()) == 6_842_710
 
 
 @pytest.mark.parametrize("cell_free", [False, True])
@@ -139,7 +131,7 @@ def test_round_trip_custom_genotype(tmp_path: Path, cell_free: bool) -> None:
     genotype = sample(random.Random(7), cell_free=cell_free, layers=3)
     arch = {"genotype": str(genotype), "C": 4, "layers": 3, "num_classes": 7, "denoise": [1]}
     torch.manual_seed(1)
-    model = ck.build_from_arch(arch).eval()
+    model = A.build_from_arch(arch).eval()
     path = ck.save(tmp_path / "g.pt", model, arch=arch)
     loaded, _ = ck.load(path)
     norm = {"genotype": str(genotype), "C": 4, "layers": 3, "num_classes": 7, "in_channels": 3,
@@ -150,7 +142,7 @@ def test_round_trip_custom_genotype(tmp_path: Path, cell_free: bool) -> None:
     with torch.no_grad():
         assert torch.equal(loaded(_x(2, 16)), model(_x(2, 16)))
     # arch=None describes a RobNet from its attributes: the same normalized dict.
-    assert ck.arch_from_model(model) == norm
+    assert A.arch_from_model(model) == norm
     ck.save(tmp_path / "auto.pt", model)
     assert ck.load_raw(tmp_path / "auto.pt")["arch"] == norm
 
@@ -245,7 +237,7 @@ def test_save_checks_arch_against_model(tmp_path: Path, small: nn.Module) -> Non
     with pytest.raises(ValueError, match=r"unknown architecture 'robnet_larg'\. Did you mean robnet_large"):
         ck.save(tmp_path / "m.pt", small, arch="robnet_larg")
     with pytest.raises(TypeError, match="cannot describe a CifarResNet as data"):
-        ck.arch_from_model(build_model("resnet18", num_classes=2))
+        A.arch_from_model(build_model("resnet18", num_classes=2))
 
 
 # ----------------------------------------------------------------------------- read errors
@@ -360,7 +352,7 @@ def test_wrong_architecture_lists_first_five(tmp_path: Path, small: nn.Module) -
     with pytest.raises(ck.CheckpointError) as info:
         ck.load_official(tmp_path / "o.pt", {"name": "robnet_large", "C": 8, "layers": 6})
     msg = str(info.value)
-    report = _compare(small, ck.build_from_arch({"name": "robnet_large", "C": 8, "layers": 6}))
+    report = _compare(small, A.build_from_arch({"name": "robnet_large", "C": 8, "layers": 6}))
     assert f"{len(report[0])} missing keys ({', '.join(report[0][:5])}, ...)" in msg
     assert f"{len(report[2])} shape mismatches (" in msg
 
@@ -484,26 +476,82 @@ def test_load_any_prefers_recorded_arch(tmp_path: Path, small: nn.Module,
     assert "ignoring arch robnet_free" in caplog.text
 
 
-# ----------------------------------------------------------------------------- architectures
+# ----------------------------------------------------------------------------- crafted files (issue 8.12)
 
 
-def test_normalize_arch_forms() -> None:
-    assert ck.normalize_arch("robnet_large_imagenet") == {"name": "robnet_large_imagenet",
-                                                          "num_classes": 1000}
-    assert ck.normalize_arch({"name": "resnet18", "denoise": 2}) == {"name": "resnet18", "num_classes": 10,
-                                                                     "denoise": [2]}
-    g = sample(random.Random(0))
-    assert ck.normalize_arch({"genotype": g}) == {"genotype": str(g), "C": 36, "layers": 20,
-                                                  "num_classes": 10, "in_channels": 3, "imagenet_stem": False}
-    assert ck.describe_arch(SMALL) == "robnet_large (num_classes=10, C=8, layers=5)"
-    assert ck.describe_arch("robnet_free") == "robnet_free"
-    with pytest.raises(ValueError, match=r"needs a 'name' .* or a 'genotype'"):
-        ck.normalize_arch({"C": 8})
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['depth'\] in a genotype arch"):
-        ck.normalize_arch({"genotype": str(g), "depth": 3})
-    with pytest.raises(ValueError, match="arch\\['genotype'\\] is not a valid genotype"):
-        ck.normalize_arch({"genotype": "11 11"})
-    with pytest.raises(TypeError, match=r"arch\['C'\] must be an int, got float"):
-        ck.normalize_arch({"genotype": str(g), "C": 8.0})
-    with pytest.raises(ValueError, match=r"unknown architecture '11 01'.*for a custom genotype pass"):
-        ck.normalize_arch("11 01")
+def _crafted(tmp_path: Path, small: nn.Module, **changes: Any) -> Path:
+    payload = torch.load(ck.save(tmp_path / "c.pt", small, arch=SMALL), weights_only=True)
+    torch.save({**payload, **changes}, tmp_path / "c.pt")
+    return tmp_path / "c.pt"
+
+
+def _metadata(state_dict: dict[str, torch.Tensor], metadata: Any) -> OrderedDict[str, torch.Tensor]:
+    out = OrderedDict(state_dict)
+    out._metadata = metadata  # type: ignore[attr-defined]
+    return out
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    # an OrderedDict state_dict whose _metadata load_state_dict trusts: was TypeError / AttributeError
+    ({"state_dict": "version"}, r"is damaged: its state_dict's _metadata is not torch's \{prefix: \{'version': "
+                                r"int\}\} \(got dict \{'': \{'version': 'x'\}\}\)$"),
+    ({"state_dict": "int"}, r"_metadata is not torch's .* \(got int 7\)$"),
+    # arch overrides the builder does not take, or of the wrong type: were TypeErrors from RobNet.__init__
+    ({"arch": {**SMALL, "bogus": 1}}, r"records an unusable arch .*unknown key\(s\) \['bogus'\] for zoo model "),
+    ({"arch": {**SMALL, "C": "8"}}, r"records an unusable arch .*arch\['C'\] must be an int, got str"),
+    ({"arch": {**SMALL, "denoise": [1, "a"]}}, r"cannot build its architecture: denoise must hold cell indices"),
+    ({"arch": OrderedDict(name="robnet_large", C=8, layers=5, in_channels=2)},
+     r"does not match architecture robnet_large \(num_classes=10, C=8, layers=5, in_channels=2\): 1 shape "),
+])
+def test_crafted_checkpoints_raise_checkpoint_error(tmp_path: Path, small: nn.Module, change: dict[str, Any],
+                                                    match: str) -> None:
+    key, value = next(iter(change.items()))
+    if key == "state_dict":
+        value = _metadata(small.state_dict(), {"": {"version": "x"}} if value == "version" else 7)
+    path = _crafted(tmp_path, small, **{key: value})
+    for loader in (ck.load, ck.load_any):
+        with pytest.raises(ck.CheckpointError, match=match) as info:
+            loader(path)
+        assert "\n" not in str(info.value)
+
+
+def test_genuine_metadata_still_loads(tmp_path: Path, small: nn.Module) -> None:
+    path = ck.save(tmp_path / "m.pt", small, arch=SMALL)
+    assert getattr(ck.load_raw(path)["state_dict"], "_metadata", None)  # torch wrote versions
+    _assert_same_state(small, ck.load(path)[0])
+
+
+def test_absurd_recorded_arch_is_refused_before_building(tmp_path: Path, small: nn.Module,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _crafted(tmp_path, small, arch={"name": "robnet_large", "C": 4096, "layers": 10_000})
+
+    def never(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a module was built")
+
+    monkeypatch.setattr(RobNet, "__init__", never)
+    with pytest.raises(ck.CheckpointError, match=r"^checkpoint .*c\.pt: cannot build its architecture: arch "
+                                                 r"robnet_large \(num_classes=10, C=4096, layers=10000\) would have "
+                                                 r"39,957,224,345,610 parameters .*refusing to build it"):
+        ck.load_any(path)
+
+
+def test_foreign_global_in_official_checkpoint_is_a_named_warning(tmp_path: Path, small: nn.Module,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    torch.save({"state_dict": small.state_dict(), "scheduler": FlipScheduler(),
+                "opt": torch.optim.lr_scheduler.LambdaLR}, tmp_path / "o.pt")
+    with caplog.at_level(logging.INFO, logger="robnet.checkpoint"):
+        _, meta = ck.load_official(tmp_path / "o.pt", SMALL)
+    warnings_ = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings_) == 1
+    assert warnings_[0].getMessage() == (
+        f"checkpoint {tmp_path / 'o.pt'} pickles a global outside torch's tensor types: {__name__}.FlipScheduler; "
+        "not imported (inert placeholders: nothing ran) and whatever they built is dropped")
+    # a pickled optimizer / lr-scheduler class is expected in a training checkpoint: INFO only
+    assert any(r.levelno == logging.INFO and "torch.optim.lr_scheduler.LambdaLR" in r.getMessage()
+               for r in caplog.records)
+    assert FLIPPED == [] and sorted(meta["ignored"]) == ["opt", "scheduler"]
+
+
+def test_checkpoint_reexports_nothing_it_does_not_own() -> None:
+    assert set(ck.__all__) == {"FORMAT", "VERSION", "CheckpointError", "detect_format", "load", "load_any",
+                               "load_official", "load_raw", "save"}

@@ -67,7 +67,9 @@ def test_robnet_large_statistics():
         ("11 11 11", r"cell 0: expected 14 edge codes, got 3"),
         ("11 11 11 11 11 01 11 01 10 11 01 01 01 12", r"cell 0, edge 13 \(f3->f4\): bad code '12'"),
         ("00 00 11 11 11 01 11 01 10 11 01 01 01 11", r"cell 0: node f1 has no input \(edges 0..1"),
-        ("free: " + LARGE + " | 11 11 00 00 00 01 11 01 10 11 01 01 01 11", r"cell 1: node f2 has no input"),
+        ("free: " + LARGE + " | 11 11 00 00 00 01 11 01 10 11 01 01 01 11",
+         r"cell 1: node f2 has no input \(edges 2\.\.4 are all '00'\)"),
+        ("11 11 11 11 11 01 11 01 10 00 00 00 00 00", r"cell 0: node f4 has no input \(edges 9\.\.13 are all"),
         (LARGE + " | " + LARGE, r"start with 'free:'"),
     ],
 )
@@ -108,3 +110,20 @@ def test_enumeration_matches_closed_form_count():
     assert G.count_cells() == sum(G.count_cells(budget=b) for b in range(15))
     # 2^28 codes minus those with an all-zero node
     assert G.count_cells() == (4**2 - 1) * (4**3 - 1) * (4**4 - 1) * (4**5 - 1)
+
+
+def test_one_validity_rule_for_parsing_sampling_and_enumeration():
+    # Genotype accepts a cell exactly when the sampler's and the enumerator's rule calls it valid
+    accepted = rejected = 0
+    rng = random.Random(0)
+    for cell in (tuple(rng.choice(["00", "00", "01", "10", "11"]) for _ in range(G.NUM_EDGES)) for _ in range(500)):
+        try:
+            Genotype.shared(cell)
+            accepted += 1
+        except ValueError:
+            rejected += 1
+            assert not G._is_valid(cell)
+        else:
+            assert G._is_valid(cell)
+    assert accepted and rejected
+    assert not hasattr(G, "OP_NAMES") and not hasattr(G, "_comb")  # removed: nothing used them

@@ -1,67 +1,22 @@
+"""robnet.network: the official layout and logits, the macro, read-only architecture properties, exact sizes."""
+
 import json
+import random
 from pathlib import Path
 
 import pytest
 import torch
 
 import robnet
-from robnet.genotype import ROBNET_FREE, ROBNET_LARGE, Genotype
-from robnet.network import RobNet
-from robnet.ops import OPS, ChosenOperation, NonLocalDenoise
+from robnet.genotype import ROBNET_FREE, ROBNET_LARGE, Genotype, sample
+from robnet.network import RobNet, robnet_num_params
+from robnet.ops import NonLocalDenoise
 
 DATA = Path(__file__).parent / "data"
 
 
 def n_params(m: torch.nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
-
-
-@pytest.mark.parametrize("code", ["00", "01", "10", "11"])
-@pytest.mark.parametrize("stride", [1, 2])
-def test_every_op_builds_and_keeps_shapes(code, stride):
-    op = ChosenOperation(8, stride, code)
-    x = torch.rand(2, 8, 16, 16)
-    out = op(x)
-    assert out.shape == (2, 8, 16 // stride, 16 // stride)
-    if code == "00":
-        assert torch.count_nonzero(out) == 0
-    if code == "10" and stride == 1:
-        assert torch.equal(out, x)
-
-
-def test_unknown_op_code():
-    with pytest.raises(ValueError, match="unknown edge code '2'"):
-        ChosenOperation(8, 1, "2")
-    assert set(OPS) == {"00", "01", "10", "11"}
-
-
-# (name, params at 10 classes, params at 100 classes) from SPEC §1
-ROBNETS = [
-    ("robnet_large", 6_842_710, 6_894_640),
-    ("robnet_large_v2", 33_326_666, 33_418_916),
-    ("robnet_free", 5_439_790, 5_491_720),
-]
-
-
-@pytest.mark.parametrize(("name", "p10", "p100"), ROBNETS)
-def test_robnet_parameter_counts_and_manifest(name, p10, p100):
-    manifest = json.loads((DATA / "robnets_state_dict_manifest.json").read_text())
-    for classes, expected in ((10, p10), (100, p100)):
-        model = robnet.build_model(name, num_classes=classes)
-        assert n_params(model) == expected
-        ref = manifest[f"{name}@{classes}"]
-        assert ref["num_parameters"] == expected
-        ours = {k: list(v.shape) for k, v in model.state_dict().items()}
-        assert list(ours) == list(ref["state_dict"])  # same keys, same order
-        assert ours == ref["state_dict"]
-
-
-def test_imagenet_robnet():
-    model = robnet.build_model("robnet_large_imagenet")
-    assert round(n_params(model) / 1e6, 2) == 12.76
-    assert model.classifier.out_features == 1000
-    small = robnet.build_model("robnet_large_imagenet", C=8, layers=3, num_classes=5).eval()
-    assert small(torch.rand(1, 3, 224, 224)).shape == (1, 5)
 
 
 @pytest.mark.parametrize(
@@ -97,6 +52,8 @@ def test_network_errors():
         robnet.build_robnet(ROBNET_LARGE, C=7, layers=5)
     with pytest.raises(ValueError, match="denoise cell index 9 out of range"):
         robnet.build_robnet(ROBNET_LARGE, C=4, layers=3, denoise=[9])
+    with pytest.raises(TypeError, match=r"denoise must hold cell indices \(int\), got \[1, 'a'\]"):
+        robnet.build_robnet(ROBNET_LARGE, C=4, layers=3, denoise=[1, "a"])
 
 
 def test_forward_features_reference_path():
@@ -114,19 +71,6 @@ def test_forward_features_reference_path():
         assert torch.equal(model.classifier(feats[-1][1].mean((2, 3))), model(x))
 
 
-def test_zoo_registry_and_errors():
-    assert robnet.list_models() == [
-        "robnet_large", "robnet_large_v2", "robnet_free", "robnet_large_imagenet",
-        "resnet18", "resnet50", "wrn28_10", "densenet121",
-    ]
-    with pytest.raises(ValueError, match=r"never published.*--budget 7"):
-        robnet.build_model("robnet_small")
-    with pytest.raises(ValueError, match="never published"):
-        robnet.build_model("robnet_medium")
-    with pytest.raises(ValueError, match=r"unknown model 'robnet_lage'\. Did you mean robnet_large"):
-        robnet.build_model("robnet_lage")
-
-
 def test_robnet_denoise_block_starts_as_identity():
     torch.manual_seed(0)
     plain = robnet.build_model("robnet_large", C=4, layers=3).eval()
@@ -141,19 +85,39 @@ def test_robnet_denoise_block_starts_as_identity():
     assert isinstance(den, RobNet) and sorted(den.denoise.keys()) == ["1", "2"]
 
 
-@pytest.mark.parametrize("mode", ["gaussian", "dot"])
-def test_nonlocal_denoise_math(mode):
-    torch.manual_seed(0)
-    block = NonLocalDenoise(4, mode=mode).eval()
-    torch.nn.init.ones_(block.bn.weight)
-    x = torch.randn(2, 4, 3, 3)
-    v = x.flatten(2)  # (N, C, HW)
-    if mode == "gaussian":
-        q = block.theta(x).flatten(2)
-        k = block.phi(x).flatten(2)
-        w = torch.softmax(q.transpose(1, 2) @ k / q.shape[1] ** 0.5, dim=-1)  # (N, HW, HW)
-    else:
-        w = v.transpose(1, 2) @ v / 9
-    y = (v @ w.transpose(1, 2)).reshape(2, 4, 3, 3)
-    with torch.no_grad():
-        torch.testing.assert_close(block(x), x + block.bn(block.conv(y)), atol=1e-5, rtol=1e-5)
+
+
+def test_architecture_properties_are_read_only(tiny_robnet):
+    model = tiny_robnet(ROBNET_FREE.to_official()[:4], C=6, layers=4, in_channels=1, num_classes=7, denoise=[3, 1])
+    assert model.genotype == Genotype.free(ROBNET_FREE.cells[:4]) and model.genotype.cell_free
+    assert (model.C, model.layers, model.num_classes, model.in_channels) == (6, 4, 7, 1)
+    assert model.imagenet_stem is False and model.stem_multiplier == 3 and model.denoise_cells == (1, 3)
+    assert tiny_robnet().denoise_cells == () and tiny_robnet(imagenet_stem=True, C=8).imagenet_stem is True
+    for name in ("genotype", "C", "layers", "num_classes", "in_channels", "imagenet_stem", "denoise_cells"):
+        with pytest.raises(AttributeError):
+            setattr(model, name, None)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_robnet_num_params_is_exact(seed):
+    rng = random.Random(seed)
+    layers = rng.choice([3, 4, 5, 7])
+    kwargs = {"C": rng.choice([4, 6, 8]), "layers": layers, "num_classes": rng.choice([3, 10]),
+              "in_channels": rng.choice([1, 3]), "imagenet_stem": seed % 3 == 0,
+              "denoise": [0, layers - 1] if seed % 2 else ()}
+    genotype = sample(rng, cell_free=seed % 2 == 1, layers=layers, budget=rng.choice([None, 0, 14]))
+    with torch.device("meta"):
+        model = RobNet(genotype, **kwargs)
+    assert robnet_num_params(genotype, **kwargs) == n_params(model)
+
+
+def test_robnet_num_params_of_the_zoo_and_of_absurd_sizes():
+    assert robnet_num_params(ROBNET_LARGE) == 6_842_710  # SPEC §1
+    assert robnet_num_params(ROBNET_FREE, num_classes=100) == 5_491_720
+    assert robnet_num_params(ROBNET_LARGE, C=64, layers=33) == 33_326_666
+    # never built: about 4e13 parameters, counted in a single pass over the cells
+    assert robnet_num_params(ROBNET_LARGE, C=4096, layers=10_000) == 39_957_224_345_610
+    with pytest.raises(ValueError, match="C must be a positive even number"):
+        robnet_num_params(ROBNET_LARGE, C=5)
+    with pytest.raises(TypeError, match=r"RobNet: layers must be an int, got float \(3\.0\)"):
+        robnet_num_params(ROBNET_LARGE, layers=3.0)
