@@ -19,6 +19,8 @@ SVHN the ``.mat`` files themselves, for Tiny-ImageNet ``tiny-imagenet-200/`` and
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib.resources
 import logging
 import os
 import pickle
@@ -41,6 +43,7 @@ __all__ = [
     "ArrayDataset",
     "DatasetNotFoundError",
     "FolderDataset",
+    "imagenet_wnids",
     "load_dataset",
     "load_memory_dataset",
     "stable_permutation",
@@ -573,12 +576,35 @@ def _imagenet_val(root: Path) -> FolderDataset:
         if (root / "val").is_dir():
             hint = f"{root} looks like the imagenet/ folder itself: pass its parent {root.parent}"
         raise DatasetNotFoundError(f"ImageNet not found: {folder} is missing. Hint: {hint}")
-    wnids = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    if not wnids:
+    present = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not present:
         raise DatasetNotFoundError(f"ImageNet: {folder} has no class folders. Hint: use the ImageFolder "
                                    f"layout {folder}/<wnid>/*.JPEG (the validation tarball is flat; sort it "
                                    "into class folders first)")
-    samples = [(p, i) for i, w in enumerate(wnids) for p in _images_in(folder / w)]
+    wnids = imagenet_wnids()
+    index = {w: i for i, w in enumerate(wnids)}
+    for name in present:
+        if name not in index:
+            close = difflib.get_close_matches(name, wnids, n=1)
+            guess = f" Did you mean {close[0]}?" if close else ""
+            raise ValueError(f"ImageNet: {folder / name} is not one of the 1,000 ILSVRC-2012 class folders (wnids "
+                             f"such as {wnids[0]}).{guess} Hint: move other folders out of {folder}; labels are "
+                             "the standard class indices, so only the official wnids can be read")
+    # Labels are the standard indices (position in the sorted 1,000 wnids), whichever folders are present.
+    samples = [(p, index[w]) for w in present for p in _images_in(folder / w)]
     return FolderDataset(samples, wnids, name="imagenet", split="val", resize=256, crop=224)
+
+
+@functools.cache
+def imagenet_wnids() -> tuple[str, ...]:
+    """The 1,000 ILSVRC-2012 class wnids in the standard order (sorted): label ``k`` of ImageNet-1k
+    models and of ``load_dataset("imagenet", ...)`` is ``imagenet_wnids()[k]``. Shipped with the
+    package (``robnet/imagenet_wnids.txt``)."""
+    text = importlib.resources.files(__package__).joinpath("imagenet_wnids.txt").read_text(encoding="ascii")
+    wnids = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if len(wnids) != 1000 or list(wnids) != sorted(set(wnids)):
+        raise RuntimeError(f"robnet/imagenet_wnids.txt is damaged ({len(wnids)} entries, expected 1,000 sorted "
+                           "unique wnids). Hint: reinstall robnet")
+    return wnids
 
 

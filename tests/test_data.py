@@ -266,10 +266,11 @@ def test_tinyimagenet_layout(tmp_path, save_image):
 
 def test_imagenet_val_layout_resize_and_crop(tmp_path, save_image):
     val = tmp_path / "imagenet" / "val"
-    save_image(val / "n0002" / "ILSVRC2012_val_00000001.JPEG", (0, 255, 0), size=(40, 30), fmt="JPEG")
-    save_image(val / "n0001" / "ILSVRC2012_val_00000002.JPEG", (255, 255, 255), size=(30, 50), fmt="JPEG")
+    save_image(val / "n01443537" / "ILSVRC2012_val_00000001.JPEG", (0, 255, 0), size=(40, 30), fmt="JPEG")
+    save_image(val / "n01440764" / "ILSVRC2012_val_00000002.JPEG", (255, 255, 255), size=(30, 50), fmt="JPEG")
     ds = load_dataset("imagenet", tmp_path, "val")
-    assert isinstance(ds, FolderDataset) and ds.classes == ("n0001", "n0002") and ds.labels.tolist() == [0, 1]
+    assert isinstance(ds, FolderDataset) and ds.classes[:2] == ("n01440764", "n01443537")
+    assert ds.labels.tolist() == [0, 1]
     img, label = ds[1]
     assert img.shape == (3, 224, 224) and label == 1 and abs(int(img[1].float().mean()) - 255) <= 3
     assert load_dataset("imagenet", tmp_path, "test").samples == ds.samples
@@ -313,3 +314,22 @@ def test_real_cifar10(caplog):
     assert test.labels[:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]  # official test order
     first_batch = [1005, 974, 1032, 1016, 999, 937, 1030, 1001, 1025, 981]  # data_batch_1 label counts
     assert torch.bincount(train.labels[:10000]).tolist() == first_batch
+
+
+def test_imagenet_val_subset_keeps_the_standard_labels(tmp_path, save_image):
+    # issue 8.9: a val folder holding some of the 1,000 classes is labelled with the standard
+    # ILSVRC-2012 indices (sorted wnids), not renumbered among the folders present
+    val = tmp_path / "imagenet" / "val"
+    for wnid in ("n15075141", "n01443537", "n02123045"):  # the last class, goldfish, tabby
+        save_image(val / wnid / f"ILSVRC2012_val_{wnid}.JPEG", (1, 2, 3), fmt="JPEG")
+    (val / "LOC_val_solution.csv").write_text("not a class folder\n")
+    (val / ".cache").mkdir()
+    ds = load_dataset("imagenet", tmp_path, "val")
+    assert ds.num_classes == 1000 and len(ds.classes) == len(set(ds.classes)) == 1000
+    assert list(ds.classes) == sorted(ds.classes) and ds.classes[0] == "n01440764" and ds.classes[-1] == "n15075141"
+    assert [ds.classes[y] for y in ds.labels.tolist()] == ["n01443537", "n02123045", "n15075141"]
+    assert ds.labels.tolist() == [1, 281, 999]
+    save_image(val / "n0144076" / "x.JPEG", (1, 2, 3), fmt="JPEG")
+    with pytest.raises(ValueError, match=r"^ImageNet: .*val/n0144076 is not one of the 1,000 ILSVRC-2012 class folders "
+                                         r"\(wnids such as n01440764\)\. Did you mean n01440764\? Hint: "):
+        load_dataset("imagenet", tmp_path, "val")
