@@ -43,6 +43,7 @@ __all__ = [
     "ArrayDataset",
     "DatasetNotFoundError",
     "FolderDataset",
+    "ImageReadError",
     "imagenet_wnids",
     "load_dataset",
     "load_memory_dataset",
@@ -94,6 +95,10 @@ DIGITS_TEST_SIZE = 360
 
 class DatasetNotFoundError(FileNotFoundError, ValueError):
     """A dataset file or folder is missing (both a ``FileNotFoundError`` and a ``ValueError``)."""
+
+
+class ImageReadError(ValueError):
+    """An image file of a :class:`FolderDataset` cannot be decoded; the message names the file."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -505,8 +510,17 @@ class FolderDataset(Dataset[tuple[torch.Tensor, int]]):
         return torch.tensor([y for _, y in self.samples], dtype=torch.int64)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image_mod = _pil_image()
         path, label = self.samples[index]
+        image_mod = _pil_image()
+        try:
+            arr = self._read(path, image_mod)  # (H, W, 3)
+        except (OSError, SyntaxError, EOFError, image_mod.DecompressionBombError) as e:
+            reason = " ".join(str(e).split()) or type(e).__name__
+            raise ImageReadError(f"cannot read image {path}: {reason}. Hint: replace or remove the file (a "
+                                 "damaged or truncated copy?)") from None
+        return torch.from_numpy(arr).permute(2, 0, 1).contiguous(), label
+
+    def _read(self, path: str, image_mod: Any) -> np.ndarray:
         with image_mod.open(path) as im:
             im = im.convert("RGB")
             if self.resize is not None:
@@ -523,8 +537,7 @@ class FolderDataset(Dataset[tuple[torch.Tensor, int]]):
                                      "resize >= crop")
                 left, top = round((w - self.crop) / 2), round((h - self.crop) / 2)
                 im = im.crop((left, top, left + self.crop, top + self.crop))
-            arr = np.array(im, dtype=np.uint8)  # (H, W, 3)
-        return torch.from_numpy(arr).permute(2, 0, 1).contiguous(), label
+            return np.array(im, dtype=np.uint8)
 
 
 def _images_in(folder: Path) -> list[Path]:

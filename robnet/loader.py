@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from .data import ArrayDataset, stable_permutation
+from .data import ArrayDataset, ImageReadError, stable_permutation
 
 __all__ = ["Augment", "DeviceLoader", "augment_batch", "make_loader", "train_val_split"]
 
@@ -304,7 +304,34 @@ class DeviceLoader:
 # Streamed datasets
 
 
-def _collate_float(batch: Sequence[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+class _Unreadable:
+    """Stands for a batch holding an unreadable image: built in a worker, raised in the main process."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+class _Guarded(Dataset[Any]):
+    """``ds`` whose unreadable images become :class:`_Unreadable` markers instead of exceptions, so a
+    worker does not wrap the error in its traceback."""
+
+    def __init__(self, ds: Dataset[tuple[torch.Tensor, int]]) -> None:
+        self.dataset = ds
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        try:
+            return self.dataset[index]
+        except ImageReadError as e:
+            return _Unreadable(str(e))
+
+
+def _collate_float(batch: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor] | _Unreadable:
+    bad = next((item for item in batch if isinstance(item, _Unreadable)), None)
+    if bad is not None:
+        return bad
     shapes = {tuple(x.shape) for x, _ in batch}
     if len(shapes) > 1:
         raise ValueError(f"make_loader: images of different sizes in one batch ({sorted(shapes)[:3]}...). "
@@ -314,12 +341,26 @@ def _collate_float(batch: Sequence[tuple[torch.Tensor, int]]) -> tuple[torch.Ten
     return x, y
 
 
+class _FolderLoader(DataLoader[Any]):
+    """A DataLoader that raises an unreadable image as one :class:`~robnet.data.ImageReadError` line
+    naming the file, in the main process, whichever process decoded it."""
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        for batch in super().__iter__():
+            if isinstance(batch, _Unreadable):
+                raise ImageReadError(batch.message)
+            yield batch
+
+
 def make_loader(ds: Dataset[tuple[torch.Tensor, int]], *, batch_size: int, shuffle: bool, num_workers: int,
                 seed: int, drop_last: bool = False, pin_memory: bool = False) -> DataLoader[Any]:
     """A standard DataLoader yielding ``(float32 images in [0, 1] (B, C, H, W), int64 labels)``.
 
+    An image that cannot be decoded raises :class:`~robnet.data.ImageReadError` naming the file
+    (one line, also when a worker process read it).
+
     Args:
-        ds: a :class:`FolderDataset` (or any dataset of ``(uint8 image, label)`` pairs).
+        ds: a :class:`~robnet.data.FolderDataset` (or any dataset of ``(uint8 image, label)`` pairs).
         batch_size: samples per batch.
         shuffle: reshuffle every epoch, from a generator seeded with ``seed``.
         num_workers: worker processes decoding images (0: in this process).
@@ -332,7 +373,6 @@ def make_loader(ds: Dataset[tuple[torch.Tensor, int]], *, batch_size: int, shuff
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ValueError(f"make_loader: num_workers must be an int >= 0, got {num_workers!r}")
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      generator=generator, collate_fn=_collate_float, drop_last=drop_last,
-                      pin_memory=pin_memory, persistent_workers=num_workers > 0)
-
+    return _FolderLoader(_Guarded(ds), batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                         generator=generator, collate_fn=_collate_float, drop_last=drop_last,
+                         pin_memory=pin_memory, persistent_workers=num_workers > 0)

@@ -1,12 +1,13 @@
 """robnet.loader: seeded splits, the GPU-resident DeviceLoader, on-device augmentation, make_loader."""
 
 import collections
+import re
 
 import pytest
 import torch
 
 from robnet import loader as loader_mod
-from robnet.data import ArrayDataset, FolderDataset
+from robnet.data import ArrayDataset, FolderDataset, ImageReadError
 from robnet.loader import Augment, DeviceLoader, augment_batch, make_loader, train_val_split
 
 # ------------------------------------------------------------------------------------------
@@ -290,3 +291,26 @@ def test_make_loader_refuses_mixed_sizes(tmp_path, save_image):
     ds = _color_folder(tmp_path, save_image, [((0, 255, 0), 1), ((255, 255, 255), 0)], sizes=[(40, 30), (30, 50)])
     with pytest.raises(ValueError, match="make_loader: images of different sizes"):
         next(iter(make_loader(ds, batch_size=2, shuffle=False, num_workers=0, seed=0)))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_unreadable_image_is_one_line_naming_the_file(tmp_path, save_image, workers):
+    # issue 8.12: a corrupt JPEG read by DataLoader workers gave a worker traceback, not the file
+    good = save_image(tmp_path / "good.JPEG", (9, 9, 9), fmt="JPEG")
+    truncated = tmp_path / "truncated.JPEG"
+    truncated.write_bytes(good.read_bytes()[:200])
+    garbage = tmp_path / "garbage.JPEG"
+    garbage.write_bytes(b"\xff\xd8 definitely not a jpeg")
+    for bad in (truncated, garbage):
+        ds = FolderDataset([(good, 0), (good, 1), (bad, 0), (good, 1)], ("a", "b"), name="t", split="val")
+        loader = make_loader(ds, batch_size=2, shuffle=False, num_workers=workers, seed=0)
+        with pytest.raises(ImageReadError, match=rf"^cannot read image {re.escape(str(bad))}: .+\. Hint: replace "
+                                                 r"or remove the file"):
+            list(loader)
+        try:
+            list(loader)
+        except ImageReadError as e:
+            assert "\n" not in str(e) and "Traceback" not in str(e) and "worker" not in str(e)
+        with pytest.raises(ImageReadError, match=re.escape(str(bad))):
+            ds[2]  # direct access raises the same error
+    assert isinstance(ImageReadError("x"), ValueError)
