@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [r for r in records if r.get("density") is not None and r.get("pgd_acc") is not None]
         density, pgd = stats.column(rows, "density"), stats.column(rows, "pgd_acc")
         fit = stats.finding2(density, pgd, rng=args.seed)
-        fig = plots.new_figure(6.0, 4.6)
+        fig = plots.new_figure(6.5, 5.4)
         with plots.plot_style():
             plots.plot_density(fit, density, pgd, fig.subplots())
         plots.add_caption(fig, plots.run_context(args.results, n=len(records)), n=len(rows))

@@ -1,5 +1,6 @@
 """Fig. 6 (Finding #2): mean PGD accuracy per number of sep-convs on direct edges, one series per
-conv budget (or, for an unconstrained search, per tercile of the candidates' own conv count).
+conv budget (or, for an unconstrained search, per tercile of the candidates' own conv count;
+cell-free: the mean over cells, to the nearest 0.5).
 
     python figures/fig6_direct_convs.py RESULTS [--out fig6_direct_convs.png] [--seed 0]
 
@@ -25,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
         records = load_records(args.results)
         rows = [r for r in records if r.get("direct_convs") is not None and r.get("pgd_acc") is not None]
         keys, labels = plots.series(rows)
-        result = stats.direct_convs_by_budget(stats.column(rows, "direct_convs"), keys,
-                                              stats.column(rows, "pgd_acc"), rng=args.seed)
+        result = stats.direct_convs_by_budget(plots.direct_convs(rows), keys, stats.column(rows, "pgd_acc"),
+                                              rng=args.seed)
         fig = plots.new_figure(6.5, 5.4)
         with plots.plot_style():
             plots.plot_direct_convs(result, fig.subplots(), labels=labels)

@@ -27,8 +27,11 @@ def main(argv: list[str] | None = None) -> int:
         records = load_records(args.results)
         present = [p for p, (col, _, _) in stats.PROXIES.items() if stats.has_column(records, col)]
         table = stats.proxy_table(records, present, keep=args.keep, top=args.top, rng=args.seed)
-        fig = plots.new_figure(11.0, 1.6 + 0.45 * len(table.rows))
-        plots.plot_proxies(table, fig)
+        filtered = sum(bool(r.get("filtered_out")) for r in records)
+        note = (f"the FSP filter left out {filtered} candidates: every proxy is ranked among the finetuned ones "
+                "only" if filtered else None)
+        fig = plots.new_figure(11.0, 1.6 + 0.45 * len(table.rows) + (0.3 if note else 0.0))
+        plots.plot_proxies(table, fig, note=note)
         plots.add_caption(fig, plots.run_context(args.results, n=len(records)),
                           n=table.rows[0].quality.n if table.rows else 0)
         print(plots.save_figure(fig, args.out))

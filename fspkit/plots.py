@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .study import StudyReport
 
 __all__ = [
-    "FIGURES", "FORMATS", "add_caption", "caption_text", "figure_density", "figure_direct_convs",
+    "FIGURES", "FORMATS", "add_caption", "caption_text", "direct_convs", "figure_density", "figure_direct_convs",
     "figure_filtering", "figure_finding1", "figure_finetune", "figure_fsp_depth", "figure_params",
     "figure_proxies", "new_figure", "plot_all", "plot_density", "plot_direct_convs", "plot_filtering",
     "plot_finetune", "plot_finetune_hist", "plot_fsp_depth", "plot_params", "plot_proxies", "plot_run",
@@ -201,8 +201,15 @@ def series(records: Records, *, max_groups: int = 3) -> tuple[list[int | None], 
         lo, hi = float(convs[members].min()), float(convs[members].max())
         for i in members:
             keys[i] = int(b)
-        labels[int(b)] = f"{lo:g} convs" if lo == hi else f"{lo:g}-{hi:g} convs"
+        labels[int(b)] = f"{lo:.3g} convs" if lo == hi else f"{lo:.3g}-{hi:.3g} convs"
     return keys, labels
+
+
+def direct_convs(records: Records) -> np.ndarray:
+    """Fig. 6's x: each record's ``direct_convs``; cell-free means over cells rounded to the nearest
+    0.5, so candidates share a handful of counts (the statistics then run on the rounded values)."""
+    values = stats.column(_rows(records), "direct_convs")
+    return values if np.all(values == np.round(values)) else np.round(2 * values) / 2
 
 
 def _legend(ax: Axes, *, title: str | None = None, loc: Any = "best", min_entries: int = 2) -> None:
@@ -211,12 +218,14 @@ def _legend(ax: Axes, *, title: str | None = None, loc: Any = "best", min_entrie
         ax.legend(handles, labels, title=title, loc=loc, frameon=True, framealpha=0.9)
 
 
-def _legend_below(ax: Axes, *, title: str | None = None) -> None:
+def _legend_below(ax: Axes, *, title: str | None = None, handles: list[Any] | None = None, ncols: int = 1) -> None:
     """The legend under the axes, clear of the data, the tick labels and the x label."""
     from matplotlib.transforms import ScaledTranslation
 
     below = ax.transAxes + ScaledTranslation(0.0, -44.0 / 72.0, ax.figure.dpi_scale_trans)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below, title=title, frameon=False)
+    extra: dict[str, Any] = {} if handles is None else {"handles": handles}
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below, title=title, frameon=False,
+              ncols=ncols, **extra)
 
 
 def _t_half(std: Any, n: Any, level: float = 0.95) -> np.ndarray:
@@ -262,7 +271,7 @@ def plot_finetune(records: Records, ax: Axes) -> Axes:
         ax.set_xlabel("PGD accuracy, inherited weights (%)")
         ax.set_ylabel("PGD accuracy after finetuning (%)")
         ax.set_title("Fig. 3: before vs after finetuning")
-        _legend(ax, loc="lower right")
+        _legend(ax)
     return ax
 
 
@@ -334,8 +343,8 @@ def plot_weights(result: stats.Finding1, ax: Axes) -> Axes:
         ax.set_title(f"classifier weights: {result.positive_share:.0%} positive "
                      f"({result.n_positive} of {result.n_positive + result.n_negative})\n"
                      f"CV accuracy {result.cv_accuracy:.2f} ± {result.cv_std:.2f} (chance 0.50)")
-        ax.legend(handles=[Patch(color=colors[0], label="positive"), Patch(color=colors[1], label="negative")],
-                  loc="lower right", frameon=True, framealpha=0.9)
+        _legend_below(ax, handles=[Patch(color=colors[0], label="positive"),
+                                   Patch(color=colors[1], label="negative")], ncols=2)
     return ax
 
 
@@ -357,15 +366,14 @@ def plot_density(result: stats.Finding2, density: Any, pgd_acc: Any, ax: Axes) -
     with plot_style():
         ax.scatter(x, y, s=14, alpha=0.6, linewidths=0, color=colors[0], label="candidate")
         ax.plot(result.x_grid, 100 * result.y_fit, color=colors[3], lw=1.6,
-                label=f"least squares: {100 * result.slope:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] points per unit")
+                label=f"least squares: slope {100 * result.slope:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] "
+                      f"points per unit density, R² = {result.r2:.2f}")
         ax.fill_between(result.x_grid, 100 * result.band_low, 100 * result.band_high, color=colors[3], alpha=0.2,
                         linewidth=0, label=f"{result.level:.0%} confidence band of the mean")
-        ax.text(0.02, 0.97, f"Spearman {_ci_text(result.spearman)}\nR² = {result.r2:.2f}", transform=ax.transAxes,
-                va="top", ha="left", fontsize=9, bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "0.8"})
         ax.set_xlabel("density (connected bits / all bits)")
         ax.set_ylabel("PGD accuracy after finetuning (%)")
         ax.set_title("Fig. 5: architecture density vs PGD accuracy")
-        _legend(ax, loc="lower right")
+        _legend_below(ax, title=f"Spearman {_ci_text(result.spearman)}, n = {result.n}")
     return ax
 
 
@@ -390,10 +398,13 @@ def plot_direct_convs(result: stats.DirectConvs, ax: Axes, *, labels: Mapping[in
             y = 100 * np.asarray(g.mean_pgd)
             ax.errorbar(x, y, yerr=100 * _t_half(g.std_pgd, g.n_per_count), marker="o", ms=5, capsize=3, lw=1.4,
                         label=f"{name} (n={g.n}; {corr})")
-        ax.set_xlabel("sep-convs on direct edges (per cell)")
+        whole = all(float(c).is_integer() for g in groups for c in g.counts)
+        ax.set_xlabel("sep-convs on direct edges (per cell)" if whole else
+                      "sep-convs on direct edges (mean per cell, to the nearest 0.5)")
         ax.set_ylabel("PGD accuracy after finetuning (%)")
         ax.set_title("Fig. 6: direct-edge convs vs PGD accuracy")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if whole:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         _legend_below(ax, title="series: mean ± 95% CI per count; ρ: Spearman within the series")
     return ax
 
@@ -491,7 +502,7 @@ def plot_filtering(records: Records, ax: Axes, *, keep: float = KEEP) -> Axes:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("candidates (count)")
         ax.set_title(f"Fig. 7: FSP filtering\n{title}")
-        _legend(ax, title="dashed: medians", loc="upper left")
+        _legend(ax, title="dashed: medians")
     return ax
 
 
@@ -499,10 +510,11 @@ PROXY_LABELS: dict[str, str] = {"fsp": "FSP distance", "fsp_rel": "relative FSP"
                                 "synflow": "SynFlow", "naswot": "NASWOT", "pgd_before_finetune": "PGD, no finetune"}
 
 
-def plot_proxies(table: stats.ProxyTable, fig: Figure) -> Figure:
+def plot_proxies(table: stats.ProxyTable, fig: Figure, *, note: str | None = None) -> Figure:
     """The proxy table as a figure: per proxy, its Spearman with final PGD accuracy (95% CI; the sign
     flipped for scores where lower is better, so right = ranks robust candidates first), its recall
-    of the true top candidates when keeping a fraction, and its cost per candidate.
+    of the true top candidates when keeping a fraction, and its cost per candidate. ``note`` is a
+    second line of the title (e.g. that a filtered run ranks the finetuned candidates only).
 
     Raises:
         ValueError: an empty table.
@@ -517,9 +529,9 @@ def plot_proxies(table: stats.ProxyTable, fig: Figure) -> Figure:
         ax0, ax1, ax2 = fig.subplots(1, 3, sharey=True, gridspec_kw={"width_ratios": [1.4, 1.0, 1.0]})
         for y, r in zip(pos, rows, strict=True):
             c, sign = r.quality.spearman, -1.0 if r.lower_is_better else 1.0
-            lo, hi = sorted((sign * c.ci[0], sign * c.ci[1]))
-            ax0.errorbar([sign * c.coef], [y], xerr=[[sign * c.coef - lo], [hi - sign * c.coef]], fmt="o",
-                         color=colors[0], capsize=3, ms=6)
+            # the interval as its own segment: a percentile bootstrap interval need not contain the estimate
+            ax0.plot(sorted((sign * c.ci[0], sign * c.ci[1])), [y, y], color=colors[0], lw=1.5, marker="|", ms=8)
+            ax0.plot([sign * c.coef], [y], "o", color=colors[0], ms=6)
         ax0.axvline(0.0, color="0.3", lw=0.8)
         ax0.set_yticks(pos, names)
         ax0.set_xlabel("Spearman ρ with final PGD acc.\n(oriented; (−): lower score = better)")
@@ -538,7 +550,7 @@ def plot_proxies(table: stats.ProxyTable, fig: Figure) -> Figure:
         ax2.set_xlabel("seconds per candidate (log scale)" +
                        ("\n(dashed: finetuning one)" if table.finetune_seconds else ""))
         ax2.set_title("cost")
-        fig.suptitle("Cheap robustness proxies on the same candidates")
+        fig.suptitle("Cheap robustness proxies on the same candidates" + (f"\n{note}" if note else ""))
     return fig
 
 
@@ -603,7 +615,7 @@ def figure_density(records: Records, context: Mapping[str, Any] | None = None, *
     if result is None or result.n != len(rows):
         result = stats.finding2(density, pgd, rng=seed)
     fit = result
-    return _one_panel(lambda ax: plot_density(fit, density, pgd, ax), context, len(rows), (6.0, 4.6))
+    return _one_panel(lambda ax: plot_density(fit, density, pgd, ax), context, len(rows), (6.5, 5.4))
 
 
 def figure_direct_convs(records: Records, context: Mapping[str, Any] | None = None, *,
@@ -612,8 +624,7 @@ def figure_direct_convs(records: Records, context: Mapping[str, Any] | None = No
     :func:`fspkit.stats.direct_convs_by_budget`, one series per :func:`series` key."""
     rows = _with(records, "direct_convs", "pgd_acc")
     keys, labels = series(rows)
-    result = stats.direct_convs_by_budget(stats.column(rows, "direct_convs"), keys, stats.column(rows, "pgd_acc"),
-                                          rng=seed)
+    result = stats.direct_convs_by_budget(direct_convs(rows), keys, stats.column(rows, "pgd_acc"), rng=seed)
     return _one_panel(lambda ax: plot_direct_convs(result, ax, labels=labels), context, len(rows), (6.5, 5.4))
 
 
@@ -645,8 +656,11 @@ def figure_proxies(records: Records, context: Mapping[str, Any] | None = None, *
     if table is None:
         present = [p for p, (col, _, _) in stats.PROXIES.items() if stats.has_column(rows, col)]
         table = stats.proxy_table(rows, present, rng=seed)
-    fig = new_figure(11.0, 1.6 + 0.45 * len(table.rows))
-    plot_proxies(table, fig)
+    filtered = sum(bool(r.get("filtered_out")) for r in rows)
+    note = (f"the FSP filter left out {filtered} candidates: every proxy is ranked among the finetuned ones only"
+            if filtered else None)
+    fig = new_figure(11.0, 1.6 + 0.45 * len(table.rows) + (0.3 if note else 0.0))
+    plot_proxies(table, fig, note=note)
     add_caption(fig, context, n=table.rows[0].quality.n if table.rows else 0)
     return fig
 

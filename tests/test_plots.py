@@ -265,6 +265,16 @@ def test_plot_direct_convs_mean_and_t_interval(ax):
     assert rows  # the table is unchanged by the call
 
 
+def test_direct_convs_of_cell_free_records_are_rounded_to_halves(ax):
+    assert plots.direct_convs([{"direct_convs": v} for v in (1.0, 2.0, 3.0)]).tolist() == [1.0, 2.0, 3.0]
+    rows = [{"direct_convs": v} for v in (1.0, 1.3, 1.8, 2.2, 2.6)]
+    assert plots.direct_convs(rows).tolist() == [1.0, 1.5, 2.0, 2.0, 2.5]
+    result = stats.direct_convs_by_budget(plots.direct_convs(rows), [None] * 5, [0.3, 0.4, 0.5, 0.4, 0.6], n_boot=0)
+    plots.plot_direct_convs(result, ax)
+    assert ax.get_xlabel() == "sep-convs on direct edges (mean per cell, to the nearest 0.5)"
+    assert _legend_texts(ax)[0].startswith("unconstrained (n=5; ρ = ")
+
+
 # ---------------------------------------------------------------------------------- Fig. 7 and proxies
 def test_plot_fsp_depth_group_means_and_intervals():
     rows = _table()
@@ -327,11 +337,19 @@ def test_plot_proxies():
     rho, recall, cost = fig.axes
     assert [t.get_text() for t in rho.get_yticklabels()] == ["FSP distance (−)", "grad norm", "NASWOT"]
     fsp_row = table.rows[0]
-    (line, _, _) = rho.containers[0]
-    assert line.get_xdata()[0] == pytest.approx(-fsp_row.quality.spearman.coef)  # lower is better: flipped
+    ci, dot = rho.get_lines()[:2]
+    assert dot.get_xdata()[0] == pytest.approx(-fsp_row.quality.spearman.coef)  # lower is better: flipped
+    np.testing.assert_allclose(ci.get_xdata(), sorted(-v for v in fsp_row.quality.spearman.ci))
+    assert ci.get_ydata()[0] == dot.get_ydata()[0] == 2  # the first row is on top
     np.testing.assert_allclose([p.get_width() for p in recall.containers[0]], [r.quality.recall for r in table.rows])
     np.testing.assert_allclose([p.get_width() for p in cost.containers[0]], [0.2, 0.05, 0.04])
     assert recall.get_xlabel().startswith("recall of the true top 10% keeping 30%")
+    rows = _table()
+    for r in rows[:3]:
+        r.update(filtered_out=True, pgd_acc=None)
+    fig = plots.figure_proxies(rows, CTX)
+    assert fig.get_suptitle().endswith("\nthe FSP filter left out 3 candidates: every proxy is ranked among the "
+                                       "finetuned ones only")
     empty = stats.ProxyTable(rows=(), keep=0.3, top=0.1, notes=("none",), finetune_seconds=None)
     with pytest.raises(ValueError, match=r"the table has no proxy rows \(none\)"):
         plots.plot_proxies(empty, plots.new_figure())
