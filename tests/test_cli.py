@@ -259,6 +259,20 @@ def test_json_output_into_an_unwritable_folder(digits_ckpt: Path, tmp_path: Path
         locked.chmod(0o700)
 
 
+def test_json_output_into_an_unwritable_folder_simulated(digits_ckpt: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same refusal where the suite runs as root (os.access reports the folder read-only)."""
+    import robnet.results
+
+    real = robnet.results.os.access
+    monkeypatch.setattr(robnet.results.os, "access", lambda p, mode: False if str(p) == str(tmp_path / "ro") else
+                        real(p, mode))
+    (tmp_path / "ro").mkdir()
+    _one_line_error(capsys, _eval(digits_ckpt, "--json", str(tmp_path / "ro" / "r.json")),
+                    f"--json {tmp_path}/ro/r.json: folder {tmp_path}/ro is not writable")
+
+
 # ----------------------------------------------------------------------------- 8.8 non-finite and empty
 
 
