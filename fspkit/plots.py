@@ -2,9 +2,9 @@
 
 Every ``plot_*`` function takes the data (records, or a result of :mod:`fspkit.stats`) and a
 matplotlib ``Axes`` (a ``Figure`` for multi-panel ones), draws on it and returns it, so the
-figures compose into a user's own layout. The ``figure_*`` functions build one whole captioned
-figure from records (computing its statistics with :mod:`fspkit.stats`); :func:`plot_all` writes
-every figure of a run and :func:`plot_run` is what ``fspkit plot RUN_DIR`` calls.
+figures compose into a user's own layout. :func:`make_figure` builds one whole captioned figure
+of :data:`FIGURES` from records (computing its statistics with :mod:`fspkit.stats`); :func:`plot_all`
+writes every figure of a run and :func:`plot_run` is what ``fspkit plot RUN_DIR`` calls.
 
 Only this module imports matplotlib and seaborn, lazily (inside functions), so ``import fspkit``
 never needs them. Figures are ``matplotlib.figure.Figure`` objects (no pyplot, no global figure
@@ -37,11 +37,10 @@ if TYPE_CHECKING:
     from .study import StudyReport
 
 __all__ = [
-    "FIGURES", "FORMATS", "add_caption", "caption_text", "direct_convs", "figure_density", "figure_direct_convs",
-    "figure_filtering", "figure_finding1", "figure_finetune", "figure_fsp_depth", "figure_params",
-    "figure_proxies", "new_figure", "plot_all", "plot_density", "plot_direct_convs", "plot_filtering",
-    "plot_finetune", "plot_finetune_hist", "plot_fsp_depth", "plot_params", "plot_proxies", "plot_run",
-    "plot_style", "plot_tsne", "plot_weights", "run_context", "save_figure", "series",
+    "FIGURES", "FORMATS", "add_caption", "caption_text", "direct_convs", "make_figure", "new_figure", "plot_all",
+    "plot_density", "plot_direct_convs", "plot_filtering", "plot_finetune", "plot_finetune_hist", "plot_fsp_depth",
+    "plot_params", "plot_proxies", "plot_run", "plot_style", "plot_tsne", "plot_weights", "run_context",
+    "save_figure", "series",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,8 +68,7 @@ def plot_style() -> Iterator[None]:
     from cycler import cycler
 
     rc: Any = {**sns.axes_style("whitegrid"), **sns.plotting_context("paper"), **_FONTS,
-                          "axes.prop_cycle": cycler(color=sns.color_palette("colorblind")),
-                          "savefig.dpi": DPI, "figure.dpi": DPI}
+               "axes.prop_cycle": cycler(color=sns.color_palette("colorblind")), "savefig.dpi": DPI, "figure.dpi": DPI}
     with mpl.rc_context(rc):
         yield
 
@@ -85,7 +83,7 @@ def new_figure(width: float = 5.5, height: float = 4.0) -> Figure:
     """A ``Figure`` (size in inches, constrained layout) in this module's style, unknown to pyplot.
 
     Make its axes inside :func:`plot_style` (``with plot_style(): ax = fig.subplots()``) so the tick
-    labels get this module's font sizes; the ``figure_*`` functions do.
+    labels get this module's font sizes; :func:`make_figure` does.
     """
     from matplotlib.figure import Figure
 
@@ -555,103 +553,70 @@ def plot_proxies(table: stats.ProxyTable, fig: Figure, *, note: str | None = Non
 
 
 # --------------------------------------------------------------------------- whole figures
-# Each takes the records, the caption context, an optional precomputed fspkit.study.StudyReport
-# (its statistics are reused so the figures show the report's numbers) and the seed of anything
-# computed here; it returns a captioned Figure.
-def _one_panel(plot: Callable[[Axes], Any], context: Mapping[str, Any] | None, n: int,
-               size: tuple[float, float] = (5.5, 4.2)) -> Figure:
-    fig = new_figure(*size)
-    with plot_style():
-        plot(fig.subplots())
-    add_caption(fig, context, n=n)
-    return fig
+# A drawer fills an empty figure from the records, computing its statistics (or reusing those of an
+# fspkit.study.StudyReport, so the figures show the report's numbers), and returns the caption's n.
+Drawer = Callable[..., int]
+_Rows = list[Mapping[str, Any]]
 
 
-def figure_params(records: Records, context: Mapping[str, Any] | None = None, *,
-                  analysis: StudyReport | None = None, seed: int = 0) -> Figure:
-    """Fig. 1 as a captioned figure (:func:`plot_params`)."""
-    rows = _with(records, "params", "pgd_acc")
-    return _one_panel(lambda ax: plot_params(rows, ax), context, len(rows))
+def _draw_params(rows: _Rows, fig: Figure, analysis: StudyReport | None, seed: int) -> int:
+    rows = _with(rows, "params", "pgd_acc")
+    plot_params(rows, fig.subplots())
+    return len(rows)
 
 
-def figure_finetune(records: Records, context: Mapping[str, Any] | None = None, *,
-                    analysis: StudyReport | None = None, seed: int = 0) -> Figure:
-    """Fig. 3 as a captioned two-panel figure (:func:`plot_finetune`, :func:`plot_finetune_hist`)."""
-    rows = _rows(records)
-    n = len(_with(rows, "pgd_acc_before_finetune"))
-    fig = new_figure(10.0, 4.2)
-    with plot_style():
-        left, right = fig.subplots(1, 2)
-        plot_finetune(rows, left)
-        plot_finetune_hist(rows, right)
-    add_caption(fig, context, n=n)
-    return fig
+def _draw_finetune(rows: _Rows, fig: Figure, analysis: StudyReport | None, seed: int) -> int:
+    left, right = fig.subplots(1, 2)
+    plot_finetune(rows, left)
+    plot_finetune_hist(rows, right)
+    return len(_with(rows, "pgd_acc_before_finetune"))
 
 
-def figure_finding1(records: Records, context: Mapping[str, Any] | None = None, *,
-                    analysis: StudyReport | None = None, seed: int = 0) -> Figure:
-    """Fig. 4 (Finding #1) as a captioned figure: :func:`plot_tsne` and :func:`plot_weights` of
-    :func:`fspkit.stats.finding1` (the report's, when ``analysis`` holds one with an embedding)."""
+def _draw_finding1(rows: _Rows, fig: Figure, analysis: StudyReport | None, seed: int) -> int:
     result = analysis.finding1 if analysis is not None else None
     if result is None or result.embedding is None:
-        rows = _with(records, "bits", "pgd_acc")
+        rows = _with(rows, "bits", "pgd_acc")
         result = stats.finding1(stats.list_column(rows, "bits"), stats.column(rows, "pgd_acc"), rng=seed)
     shared = len(result.weights) <= stats.BITS_PER_CELL
-    fig = new_figure(11.0, 6.2 if shared else 4.6)
-    with plot_style():
-        left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.0, 1.0 if shared else 1.6]})
-        plot_tsne(result, left)
-        plot_weights(result, right)
-    add_caption(fig, context, n=result.n)
-    return fig
+    fig.set_size_inches(11.0, 6.2 if shared else 4.6)
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.0, 1.0 if shared else 1.6]})
+    plot_tsne(result, left)
+    plot_weights(result, right)
+    return result.n
 
 
-def figure_density(records: Records, context: Mapping[str, Any] | None = None, *,
-                   analysis: StudyReport | None = None, seed: int = 0) -> Figure:
-    """Fig. 5 (Finding #2) as a captioned figure: :func:`plot_density` of :func:`fspkit.stats.finding2`."""
-    rows = _with(records, "density", "pgd_acc")
+def _draw_density(rows: _Rows, fig: Figure, analysis: StudyReport | None, seed: int) -> int:
+    rows = _with(rows, "density", "pgd_acc")
     density, pgd = stats.column(rows, "density"), stats.column(rows, "pgd_acc")
-    result = analysis.finding2 if analysis is not None and analysis.finding2 is not None else None
+    result = analysis.finding2 if analysis is not None else None
     if result is None or result.n != len(rows):
         result = stats.finding2(density, pgd, rng=seed)
-    fit = result
-    return _one_panel(lambda ax: plot_density(fit, density, pgd, ax), context, len(rows), (6.5, 5.4))
+    plot_density(result, density, pgd, fig.subplots())
+    return len(rows)
 
 
-def figure_direct_convs(records: Records, context: Mapping[str, Any] | None = None, *,
-                        analysis: StudyReport | None = None, seed: int = 0) -> Figure:
-    """Fig. 6 (Finding #2) as a captioned figure: :func:`plot_direct_convs` of
-    :func:`fspkit.stats.direct_convs_by_budget`, one series per :func:`series` key."""
-    rows = _with(records, "direct_convs", "pgd_acc")
+def _draw_direct_convs(rows: _Rows, fig: Figure, analysis: StudyReport | None, seed: int) -> int:
+    rows = _with(rows, "direct_convs", "pgd_acc")
     keys, labels = series(rows)
     result = stats.direct_convs_by_budget(direct_convs(rows), keys, stats.column(rows, "pgd_acc"), rng=seed)
-    return _one_panel(lambda ax: plot_direct_convs(result, ax, labels=labels), context, len(rows), (6.5, 5.4))
+    plot_direct_convs(result, fig.subplots(), labels=labels)
+    return len(rows)
 
 
-def figure_fsp_depth(records: Records, context: Mapping[str, Any] | None = None, *,
-                     analysis: StudyReport | None = None, seed: int = 0) -> Figure:
-    """Fig. 7 (Finding #3) as a captioned figure (:func:`plot_fsp_depth`)."""
-    stage = _stage(_rows(records), None)
-    raw, _, _, pgd_col, _ = stats.STAGES[stage]
-    fig = new_figure(11.0, 4.4)
-    plot_fsp_depth(records, fig, stage=stage)
-    add_caption(fig, context, n=len(_with(records, raw, pgd_col)))
-    return fig
+def _draw_fsp_depth(rows: _Rows, fig: Figure, analysis: StudyReport | None, seed: int) -> int:
+    raw, _, _, pgd_col, _ = stats.STAGES[_stage(rows, None)]
+    plot_fsp_depth(rows, fig)
+    return len(_with(rows, raw, pgd_col))
 
 
-def figure_filtering(records: Records, context: Mapping[str, Any] | None = None, *,
-                     analysis: StudyReport | None = None, seed: int = 0) -> Figure:
-    """The FSP filter's effect (Fig. 7, right) as a captioned figure (:func:`plot_filtering`)."""
-    rows = _rows(records)
-    filtered = any(r.get("filtered_out") for r in rows)
-    n = len(_with(rows, "pgd_acc_before_finetune") if filtered else _with(rows, "fsp_before_finetune", "pgd_acc"))
-    return _one_panel(lambda ax: plot_filtering(rows, ax), context, n, (6.5, 4.4))
+def _draw_filtering(rows: _Rows, fig: Figure, analysis: StudyReport | None, seed: int) -> int:
+    plot_filtering(rows, fig.subplots())
+    if any(r.get("filtered_out") for r in rows):
+        return len(_with(rows, "pgd_acc_before_finetune"))
+    return len(_with(rows, "fsp_before_finetune", "pgd_acc"))
 
 
-def figure_proxies(records: Records, context: Mapping[str, Any] | None = None, *,
-                   analysis: StudyReport | None = None, seed: int = 0) -> Figure:
-    """The proxy table (:func:`fspkit.stats.proxy_table`, the report's when given) as a captioned figure."""
-    rows = _rows(records)
+def _draw_proxies(rows: _Rows, fig: Figure, analysis: StudyReport | None, seed: int) -> int:
     table = analysis.proxies if analysis is not None else None
     if table is None:
         present = [p for p, (col, _, _) in stats.PROXIES.items() if stats.has_column(rows, col)]
@@ -659,25 +624,51 @@ def figure_proxies(records: Records, context: Mapping[str, Any] | None = None, *
     filtered = sum(bool(r.get("filtered_out")) for r in rows)
     note = (f"the FSP filter left out {filtered} candidates: every proxy is ranked among the finetuned ones only"
             if filtered else None)
-    fig = new_figure(11.0, 1.6 + 0.45 * len(table.rows) + (0.3 if note else 0.0))
+    fig.set_size_inches(11.0, 1.6 + 0.45 * len(table.rows) + (0.3 if note else 0.0))
     plot_proxies(table, fig, note=note)
-    add_caption(fig, context, n=table.rows[0].quality.n if table.rows else 0)
-    return fig
+    return table.rows[0].quality.n
 
 
-_PROXY_NEEDS = tuple((col, "pgd_acc") for col, _, _ in stats.PROXIES.values())
-# file stem -> (alternative sets of columns, one of which must be present; builder)
-FIGURES: dict[str, tuple[tuple[tuple[str, ...], ...], Callable[..., Figure]]] = {
-    "fig1_params": ((("params", "pgd_acc"),), figure_params),
-    "fig3_finetune": ((("pgd_acc_before_finetune", "pgd_acc"),), figure_finetune),
-    "fig4_finding1": ((("bits", "pgd_acc"),), figure_finding1),
-    "fig5_density": ((("density", "pgd_acc"),), figure_density),
-    "fig6_direct_convs": ((("direct_convs", "pgd_acc"),), figure_direct_convs),
-    "fig7_fsp_depth": ((("fsp", "pgd_acc"), ("fsp_before_finetune", "pgd_acc_before_finetune")), figure_fsp_depth),
+# file stem -> (alternative sets of columns, one of which must be present; size in inches; drawer)
+FIGURES: dict[str, tuple[tuple[tuple[str, ...], ...], tuple[float, float], Drawer]] = {
+    "fig1_params": ((("params", "pgd_acc"),), (5.5, 4.2), _draw_params),
+    "fig3_finetune": ((("pgd_acc_before_finetune", "pgd_acc"),), (10.0, 4.2), _draw_finetune),
+    "fig4_finding1": ((("bits", "pgd_acc"),), (11.0, 6.2), _draw_finding1),
+    "fig5_density": ((("density", "pgd_acc"),), (6.5, 5.4), _draw_density),
+    "fig6_direct_convs": ((("direct_convs", "pgd_acc"),), (6.5, 5.4), _draw_direct_convs),
+    "fig7_fsp_depth": ((("fsp", "pgd_acc"), ("fsp_before_finetune", "pgd_acc_before_finetune")), (11.0, 4.4),
+                       _draw_fsp_depth),
     "fig7_filtering": ((("fsp_before_finetune", "pgd_acc"), ("fsp_before_finetune", "pgd_acc_before_finetune",
-                                                              "filtered_out")), figure_filtering),
-    "proxy_table": (_PROXY_NEEDS, figure_proxies),
+                                                              "filtered_out")), (6.5, 4.4), _draw_filtering),
+    "proxy_table": (tuple((col, "pgd_acc") for col, _, _ in stats.PROXIES.values()), (11.0, 4.0), _draw_proxies),
 }
+
+
+def make_figure(name: str, records: Records, context: Mapping[str, Any] | None = None, *,
+                analysis: StudyReport | None = None, seed: int = 0) -> Figure:
+    """Figure ``name`` of :data:`FIGURES`, drawn from the records and captioned.
+
+    Args:
+        name: ``fig1_params``, ``fig3_finetune``, ... (the keys of :data:`FIGURES`).
+        records: candidate records (:func:`fspkit.study.load_records`).
+        context: caption facts (``attack``, ``data``, ``n``; ``n`` defaults to the number of records).
+        analysis: a :func:`fspkit.study.analyze` report of the same records, whose statistics the
+            figure then shows instead of recomputing them.
+        seed: seed of the statistics computed here (bootstrap, t-SNE, folds).
+
+    Raises:
+        ValueError: an unknown name, records without the figure's columns, statistics that are
+            undefined on them (fewer than 3 points, a constant column).
+    """
+    if name not in FIGURES:
+        raise ValueError(f"unknown figure {name!r}; expected one of {', '.join(FIGURES)}")
+    rows = _rows(records)
+    _, size, draw = FIGURES[name]
+    fig = new_figure(*size)
+    with plot_style():
+        n = draw(rows, fig, analysis, seed)
+    add_caption(fig, {"n": len(rows), **(context or {})}, n=n)
+    return fig
 
 
 def plot_all(records: Records, out_dir: str | Path, *, fmt: str = "png", context: Mapping[str, Any] | None = None,
@@ -707,13 +698,13 @@ def plot_all(records: Records, out_dir: str | Path, *, fmt: str = "png", context
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, (needs, build) in FIGURES.items():
+    for name, (needs, _, _) in FIGURES.items():
         if not any(all(stats.has_column(rows, c) for c in cols) for cols in needs):
             log.info("%s: skipped, the records lack its columns (%s)", name,
                      " or ".join("+".join(cols) for cols in needs))
             continue
         try:
-            fig = build(rows, ctx, analysis=analysis, seed=seed)
+            fig = make_figure(name, rows, ctx, analysis=analysis, seed=seed)
         except ValueError as e:
             log.warning("%s: skipped, %s", name, e)
             continue

@@ -98,13 +98,13 @@ def test_plot_style_leaves_rcparams_alone():
     before = dict(mpl.rcParams)
     with plots.plot_style():
         assert mpl.rcParams["xtick.labelsize"] == 9.0
-    fig = plots.figure_params(_table(), CTX)
+    fig = plots.make_figure("fig1_params", _table(), CTX)
     assert fig.axes
     assert dict(mpl.rcParams) == before
 
 
 def test_save_figure_formats(tmp_path):
-    fig = plots.figure_params(_table(), CTX)
+    fig = plots.make_figure("fig1_params", _table(), CTX)
     png = plots.save_figure(fig, tmp_path / "a.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     pdf = plots.save_figure(fig, tmp_path / "a.out", fmt="pdf")
@@ -347,7 +347,7 @@ def test_plot_proxies():
     rows = _table()
     for r in rows[:3]:
         r.update(filtered_out=True, pgd_acc=None)
-    fig = plots.figure_proxies(rows, CTX)
+    fig = plots.make_figure("proxy_table", rows, CTX)
     assert fig.get_suptitle().endswith("\nthe FSP filter left out 3 candidates: every proxy is ranked among the "
                                        "finetuned ones only")
     empty = stats.ProxyTable(rows=(), keep=0.3, top=0.1, notes=("none",), finetune_seconds=None)
@@ -358,7 +358,7 @@ def test_plot_proxies():
 # ---------------------------------------------------------------------------------- whole figures
 @pytest.mark.parametrize("name", list(plots.FIGURES))
 def test_every_figure_is_titled_captioned_and_readable(name, tmp_path):
-    fig = plots.FIGURES[name][1](_table(), {**CTX, "n": 8})
+    fig = plots.make_figure(name, _table(), CTX)
     texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
     assert min(t.get_fontsize() for t in texts) >= 9
     captions = [t for t in texts if t.get_text().startswith("n = ")]
@@ -368,6 +368,13 @@ def test_every_figure_is_titled_captioned_and_readable(name, tmp_path):
     assert fig.get_suptitle() or all(ax.get_title() for ax in fig.axes)
     path = plots.save_figure(fig, tmp_path / f"{name}.png")
     assert path.stat().st_size > 5000
+
+
+def test_make_figure_errors():
+    with pytest.raises(ValueError, match=r"unknown figure 'fig2'; expected one of fig1_params, fig3_finetune"):
+        plots.make_figure("fig2", _table())
+    with pytest.raises(ValueError, match=r"column 'bits' is absent from all 8 records"):
+        plots.make_figure("fig4_finding1", [{k: v for k, v in r.items() if k != "bits"} for r in _table()])
 
 
 @pytest.mark.slow
@@ -449,7 +456,7 @@ def test_script_draws_the_same_figure_as_plot_all(name, tmp_path, capsys):
     assert _script(name).main([str(results), "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip() == str(out)
     records = load_records(results)
-    fig = plots.FIGURES[name][1](records, plots.run_context(results, n=len(records)))
+    fig = plots.make_figure(name, records, plots.run_context(results))
     expected = plots.save_figure(fig, tmp_path / "expected.svg").read_bytes()
     assert out.read_bytes() == expected
 
