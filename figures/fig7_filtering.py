@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         records = load_records(args.results)
         filtered = any(r.get("filtered_out") for r in records)
-        needs = ("pgd_acc_before_finetune",) if filtered else ("fsp_before_finetune", "pgd_acc")
+        score = ("fsp_deep_before_finetune" if any(r.get("fsp_deep_before_finetune") is not None for r in records)
+                 else "fsp_before_finetune")
+        needs = ("pgd_acc_before_finetune",) if filtered else (score, "pgd_acc")
         n = sum(all(r.get(c) is not None for c in needs) for r in records)
         fig = plots.new_figure(6.5, 4.4)
         with plots.plot_style():

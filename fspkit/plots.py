@@ -465,14 +465,19 @@ def plot_fsp_depth(records: Records, fig: Figure, *, stage: str | None = None, k
     return fig
 
 
+def _filter_score(rows: Records) -> str:
+    return "fsp_deep_before_finetune" if stats.has_column(rows, "fsp_deep_before_finetune") else "fsp_before_finetune"
+
+
 def plot_filtering(records: Records, ax: Axes, *, keep: float = KEEP) -> Axes:
     """Fig. 7 (filter): the PGD-accuracy distribution of all candidates and of those the FSP filter keeps.
 
     When the run used the filter (``filtered_out`` set), the accuracy known for every candidate
     is the one with inherited weights, and the kept ones are those the run finetuned. Otherwise
     the filter is simulated on final PGD accuracy: keep the ``keep`` fraction with the smallest
-    mean-over-cells ``fsp_before_finetune`` (as ``fspkit search --fsp-keep``), and the title gives
-    the recall of the true top 10% (:func:`fspkit.stats.filter_quality`).
+    ``fsp_deep_before_finetune`` (the deepest third of the cells, the score ``fspkit search
+    --fsp-keep`` ranks by; without it, the mean over all cells of ``fsp_before_finetune``), and the
+    title gives the recall of the true top 10% (:func:`fspkit.stats.filter_quality`).
     """
     rows = _rows(records)
     colors = _palette()
@@ -482,15 +487,16 @@ def plot_filtering(records: Records, ax: Axes, *, keep: float = KEEP) -> Axes:
         kept = np.array([not r.get("filtered_out") for r in rows])
         xlabel, title = "PGD accuracy, inherited weights (%)", f"this run's FSP filter kept {kept.mean():.0%}"
     else:
-        rows = _with(rows, "fsp_before_finetune", "pgd_acc")
-        score = stats.list_column(rows, "fsp_before_finetune").mean(axis=1)
+        col = _filter_score(rows)
+        rows = _with(rows, col, "pgd_acc")
+        score = stats.list_column(rows, col).mean(axis=1) if col == "fsp_before_finetune" else stats.column(rows, col)
         acc = _pct(rows, "pgd_acc")
-        q = stats.filter_quality(score, acc, keep=keep, n_boot=0, names=("fsp_before_finetune", "pgd_acc"))
+        q = stats.filter_quality(score, acc, keep=keep, n_boot=0, names=(col, "pgd_acc"))
         kept = np.zeros(len(rows), dtype=bool)
         kept[np.argsort(score, kind="stable")[:q.n_keep]] = True  # the filter's rule (filter_quality's too)
         xlabel = "PGD accuracy after finetuning (%)"
-        title = (f"simulated filter: keep {keep:.0%} lowest FSP; top-{q.top:.0%} recall {q.recall:.2f} "
-                 f"(random {q.random_recall:.2f})")
+        title = (f"simulated: keep {keep:.0%} lowest {'deep-cell' if col != 'fsp_before_finetune' else 'mean'} FSP; "
+                 f"top-{q.top:.0%} recall {q.recall:.2f} (random {q.random_recall:.2f})")
     edges = np.histogram_bin_edges(acc, bins=20).tolist()
     with plot_style():
         ax.hist(acc, bins=edges, color=colors[7], alpha=0.6, label=f"all candidates (n={len(acc)})")
@@ -613,7 +619,7 @@ def _draw_filtering(rows: _Rows, fig: Figure, analysis: StudyReport | None, seed
     plot_filtering(rows, fig.subplots())
     if any(r.get("filtered_out") for r in rows):
         return len(_with(rows, "pgd_acc_before_finetune"))
-    return len(_with(rows, "fsp_before_finetune", "pgd_acc"))
+    return len(_with(rows, _filter_score(rows), "pgd_acc"))
 
 
 def _draw_proxies(rows: _Rows, fig: Figure, analysis: StudyReport | None, seed: int) -> int:

@@ -318,6 +318,19 @@ def test_plot_filtering_simulated(ax):
     q = stats.filter_quality([np.mean(r["fsp_before_finetune"]) for r in rows], PGD, keep=0.3, n_boot=0)
     assert f"recall {q.recall:.2f}" in ax.get_title()
     assert _legend_texts(ax) == ["all candidates (n=8)", "kept by the FSP filter (n=3)"]
+    assert "lowest mean FSP" in ax.get_title()
+
+
+def test_plot_filtering_simulated_on_the_searchs_deep_cell_score(ax):
+    rows = _table()
+    for r, deep in zip(rows, (0.5, 0.1, 0.4, 0.2, 0.9, 0.8, 0.7, 0.6), strict=True):
+        r["fsp_deep_before_finetune"] = deep  # the score fspkit search --fsp-keep ranks by
+    plots.plot_filtering(rows, ax, keep=0.3)
+    kept_bars = [c for c in ax.containers if isinstance(c, BarContainer)][1]
+    edges = np.histogram_bin_edges(100 * np.array(PGD), bins=20)
+    kept = np.histogram(100 * np.array([PGD[1], PGD[3], PGD[2]]), bins=edges)[0]  # ids with deep 0.1, 0.2, 0.4
+    np.testing.assert_array_equal([p.get_height() for p in kept_bars], kept)
+    assert "lowest deep-cell FSP; top-10% recall 0.00" in ax.get_title()
 
 
 def test_plot_filtering_of_a_filtered_run(ax):
