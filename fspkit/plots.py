@@ -451,7 +451,8 @@ def plot_fsp_depth(records: Records, fig: Figure, *, stage: str | None = None, k
                 mean, half = m[idx].mean(axis=0), _t_half(m[idx].std(axis=0), len(idx))
                 ax.plot(depth, mean, marker="o", ms=4, color=color, label=label)
                 ax.fill_between(depth, mean - half, mean + half, color=color, alpha=0.2, linewidth=0)
-            if np.all(m > 0) and m.max() / m.min() > 30:
+            means = np.array([m[idx].mean(axis=0) for idx, _ in groups])  # (2, cells)
+            if np.all(means > 0) and means.max() / means.min() > 30:  # e.g. raw distances growing with width
                 ax.set_yscale("log")
             for red in sorted({m.shape[1] // 3, 2 * m.shape[1] // 3} - {0}):
                 ax.axvline(red, color="0.5", ls=":", lw=1.0, label="reduction cell" if red == m.shape[1] // 3 else None)

@@ -294,6 +294,12 @@ def test_plot_fsp_depth_group_means_and_intervals():
     assert _legend_texts(raw_ax) == ["robust (top 3)", "non-robust (bottom 3)", "reduction cell"]
     assert rel_ax.get_ylabel() == "relative FSP distance (unitless)"
     assert "finetuned weights" in fig.get_suptitle()
+    assert raw_ax.get_yscale() == rel_ax.get_yscale() == "linear"
+    for r in rows:
+        r["fsp"] = [v * 100.0 ** c for c, v in enumerate(r["fsp"])]  # group means spanning 10^4: log scale
+    fig = plots.new_figure(10, 4)
+    plots.plot_fsp_depth(rows, fig, k=3)
+    assert [ax.get_yscale() for ax in fig.axes] == ["log", "linear"]
     with pytest.raises(ValueError, match=r"k: expected an int in 2\.\.4"):
         plots.plot_fsp_depth(rows, plots.new_figure(), k=5)
     with pytest.raises(ValueError, match="stage: expected one of after, before"):
