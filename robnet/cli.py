@@ -218,7 +218,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                        tensorboard=args.tensorboard)
     if rank == 0:
         best = next((h for h in result.history if h.epoch == result.best_epoch), None)
-        print(f"done: {len(result.history)} epochs; checkpoints in {args.out}")
+        n = len(result.history)
+        print(f"done: {n} epoch{'s' if n != 1 else ''}; checkpoints in {args.out}")
         if best is not None:
             print(f"best: {format_epoch(best)}")
     return 0

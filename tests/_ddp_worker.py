@@ -27,7 +27,7 @@ class TinyCNN(nn.Module):
 def register() -> None:
     from robnet import zoo
 
-    zoo._BASELINES.setdefault("tiny_cnn", TinyCNN)
+    zoo.register("tiny_cnn", TinyCNN, replace=True)
 
 
 def make_model(seed: int = 0) -> nn.Module:
