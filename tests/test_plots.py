@@ -389,6 +389,19 @@ def test_every_figure_is_titled_captioned_and_readable(name, tmp_path):
     assert path.stat().st_size > 5000
 
 
+def test_make_figure_shows_the_statistics_of_a_given_report():
+    from fspkit.study import analyze
+
+    rows = _table()
+    report = analyze(rows, rng=5, n_boot=50, k=3)
+    fig5 = plots.make_figure("fig5_density", rows, CTX, analysis=report)
+    title = fig5.axes[0].get_legend().get_title().get_text()
+    assert title == f"Spearman {plots._ci_text(report.finding2.spearman)}, n = 8"
+    fig4 = plots.make_figure("fig4_finding1", rows, CTX, analysis=report)
+    robust = _scatters(fig4.axes[0])[0]
+    np.testing.assert_allclose(robust.get_offsets(), report.finding1.embedding[:3])
+
+
 def test_make_figure_errors():
     with pytest.raises(ValueError, match=r"unknown figure 'fig2'; expected one of fig1_params, fig3_finetune"):
         plots.make_figure("fig2", _table())
