@@ -469,6 +469,44 @@ def mifgsm(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, step_size: flo
     return x_adv.detach()
 
 
+def _deepfool_step(w: Tensor, f: Tensor, norm: str) -> Tensor:
+    """DeepFool's minimal step to the nearest linearised boundary, per row.
+
+    Args:
+        w: gradients of the logit differences, (N, k-1, ...).
+        f: absolute logit differences |f'_k|, (N, k-1).
+        norm: "inf" (dual norm L1) or "2".
+
+    Returns:
+        ``(|f'_l| / ||w'_l||_q + 1e-4) * sign(w'_l)`` (L-inf) or ``* w'_l / ||w'_l||_2`` (L2),
+        for the closest candidate l of each row: (N, ...).
+    """
+    dual = 1.0 if norm == "inf" else 2.0
+    w_norm = torch.linalg.vector_norm(w.flatten(2), ord=dual, dim=2)  # (N, k-1)
+    ratio = f / w_norm.clamp_min(torch.finfo(f.dtype).tiny)
+    best = ratio.argmin(dim=1)  # (N,)
+    rows = torch.arange(best.shape[0], device=w.device)
+    w_l = w[rows, best]  # (N, ...)
+    step = ratio[rows, best] + _DEEPFOOL_STEP_TOL
+    if norm == "inf":
+        return w_l.sign_().mul_(_row_view(step, w_l))
+    return w_l.mul_(_row_view(step / w_norm[rows, best].clamp_min(1e-12), w_l))
+
+
+def _check_deepfool_settings(steps: object, overshoot: object, num_candidates: object, norm: object,
+                             eps: object) -> tuple[int, float, float | None]:
+    steps = _check_steps("deepfool", steps)
+    overshoot = _check_number("deepfool", "overshoot", overshoot)
+    if isinstance(num_candidates, bool) or not isinstance(num_candidates, int):
+        raise TypeError(f"deepfool: num_candidates must be an int, got {type(num_candidates).__name__}")
+    if num_candidates < 2:
+        raise ValueError(f"deepfool: num_candidates must be >= 2 (y and at least one other class), "
+                         f"got {num_candidates}")
+    if norm not in _NORMS:
+        raise ValueError(f"deepfool: norm must be 'inf' or '2', got {norm!r}")
+    return steps, overshoot, None if eps is None else _check_number("deepfool", "eps", eps, allow_inf=True)
+
+
 def deepfool(model: nn.Module, x: Tensor, y: Tensor, *, steps: int = 50, overshoot: float = 0.02,
              num_candidates: int = 10, norm: str = "inf", eps: float | None = None) -> Tensor:
     """DeepFool (Moosavi-Dezfooli et al. 2016), batched multi-class version, L-inf or L2.
@@ -508,24 +546,13 @@ def deepfool(model: nn.Module, x: Tensor, y: Tensor, *, steps: int = 50, oversho
             num_candidates < 2, unknown norm, batch sizes that differ.
     """
     y, y_hi = _check_inputs("deepfool", model, x, y)
-    steps = _check_steps("deepfool", steps)
-    overshoot = _check_number("deepfool", "overshoot", overshoot)
-    if isinstance(num_candidates, bool) or not isinstance(num_candidates, int):
-        raise TypeError(f"deepfool: num_candidates must be an int, got {type(num_candidates).__name__}")
-    if num_candidates < 2:
-        raise ValueError(f"deepfool: num_candidates must be >= 2 (y and at least one other class), "
-                         f"got {num_candidates}")
-    if norm not in _NORMS:
-        raise ValueError(f"deepfool: norm must be 'inf' or '2', got {norm!r}")
-    if eps is not None:
-        eps = _check_number("deepfool", "eps", eps, allow_inf=True)
+    steps, overshoot, eps = _check_deepfool_settings(steps, overshoot, num_candidates, norm, eps)
     x = x.detach()
     n = x.shape[0]
     x_adv = x.clone()
     if n == 0:
         return x_adv
     r_tot = torch.zeros_like(x)
-    dual = 1.0 if norm == "inf" else 2.0
     with frozen_params(model), torch.enable_grad():
         with torch.no_grad():
             logits0 = _logits("deepfool", model, x, y_hi)
@@ -553,18 +580,7 @@ def deepfool(model: nn.Module, x: Tensor, y: Tensor, *, steps: int = 50, oversho
                 for j in range(k - 1)
             ]
             with torch.no_grad():
-                w = torch.stack(grads, dim=1)[keep]  # (Nk, k-1, ...)
-                f = f_diff[keep].to(x.dtype).abs()  # (Nk, k-1)
-                w_norm = torch.linalg.vector_norm(w.flatten(2), ord=dual, dim=2)  # (Nk, k-1)
-                ratio = f / w_norm.clamp_min(torch.finfo(x.dtype).tiny)
-                best = ratio.argmin(dim=1)  # (Nk,)
-                rows = torch.arange(best.shape[0], device=x.device)
-                w_l = w[rows, best]  # (Nk, ...)
-                step = ratio[rows, best] + _DEEPFOOL_STEP_TOL
-                if norm == "inf":
-                    r_i = w_l.sign_().mul_(_row_view(step, w_l))
-                else:
-                    r_i = w_l.mul_(_row_view(step / w_norm[rows, best].clamp_min(1e-12), w_l))
+                r_i = _deepfool_step(torch.stack(grads, dim=1)[keep], f_diff[keep].to(x.dtype).abs(), norm)
                 active = active[keep]
                 r_tot[active] += r_i
                 x_adv[active] = (x[active] + (1.0 + overshoot) * r_tot[active]).clamp_(0.0, 1.0)
