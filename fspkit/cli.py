@@ -152,7 +152,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.json:
         out = {**report.to_dict(), **provenance(seed=args.seed, device=device, settings=settings),
                **precision_record(args.amp), "checkpoint": args.checkpoint, "dataset": args.data,
-               "split": args.split, "shuffle": args.shuffle, "argv": args.argv}
+               "split": args.split, "shuffle": args.shuffle, "argv": getattr(args, "argv", None)}
         out["versions"] = {**versions(), **report.versions}
         write_json(args.json, _mark_missing(out))
     if args.csv:

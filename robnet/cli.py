@@ -256,7 +256,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report.settings.update({"checkpoint": args.checkpoint, "arch": args.arch, "dataset": args.data,
                             "split": args.split, "subset": args.subset, "seed": args.seed})
     report.extra.update({"checkpoint": args.checkpoint, "dataset": args.data, "split": args.split,
-                         "world_size": world, "argv": args.argv})
+                         "world_size": world, "argv": getattr(args, "argv", None)})
     if rank == 0:
         kind = f"transfer from {args.transfer_from}" if source is not None else "white-box"
         precision = "bf16 autocast (--amp)" if args.amp else "float32"
