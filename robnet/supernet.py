@@ -44,7 +44,7 @@ from .genotype import NUM_EDGES, NUM_NODES, Cell, Genotype, edge_name
 from .network import GenotypeLike, RobNet, RobNetCell
 from .ops import ResSepConv
 
-__all__ = ["SubNet", "SuperCell", "SuperNet", "SuperNetConfig", "build_supernet"]
+__all__ = ["FULL_GENOTYPE", "SubNet", "SuperCell", "SuperNet", "SuperNetConfig", "build_supernet"]
 
 log = logging.getLogger(__name__)
 

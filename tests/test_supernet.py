@@ -424,3 +424,53 @@ def test_cell_errors():
     robnet_cell = build_robnet(ROBNET_LARGE, C=C, layers=LAYERS, in_channels=IN_CH).cells[0]
     with pytest.raises(ValueError, match=r"template cell with every edge '11', got 11 11 11 11 11 01"):
         SuperCell(robnet_cell)
+
+
+# ----------------------------------------------------------------------------- CUDA
+def _need_cuda(why: str) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip(f"needs CUDA: {why}")
+
+
+@pytest.mark.gpu
+def test_cuda_channels_last_supernet_equals_extracted_and_trains_with_bf16():
+    _need_cuda("checks the supernet against the extracted network on the GPU (channels_last, bf16)")
+    sn = _supernet().cuda().to(memory_format=torch.channels_last)
+    x = _x(8).cuda().contiguous(memory_format=torch.channels_last)
+    for g in [*_genotypes(False, 3), *HAND_GENOTYPES]:
+        net = sn.extract(g)
+        assert net.stem[0].weight.is_cuda and net.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+        with eval_mode(sn), eval_mode(net):
+            torch.testing.assert_close(sn(x, g), net(x), rtol=1e-4, atol=1e-5)
+    g = HAND_GENOTYPES[0]
+    y = torch.arange(8, device="cuda") % 10
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        x_adv = pgd(sn.bind(g), x, y, eps=8 / 255, step_size=2 / 255, steps=2)
+        loss = nn.functional.cross_entropy(sn(x_adv, g).float(), y)
+    loss.backward()
+    used = _used_params(sn, g)
+    assert all((p.grad is not None) == (id(p) in used) for p in sn.parameters())
+
+
+@pytest.mark.gpu
+def test_cuda_ddp_moves_inputs_and_passes_the_genotype():
+    _need_cuda("DDP with device_ids moves the forward's arguments; the genotype must pass through untouched")
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        pytest.fail("a process group is already initialised by another test; this test needs its own")
+    sn = _supernet().cuda()
+    ref = _supernet().cuda()
+    g = ROBNET_LARGE
+    x = _x()  # on the CPU: DDP with device_ids moves it
+    dist.init_process_group("nccl", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{_free_port()}")
+    try:
+        ddp = nn.parallel.DistributedDataParallel(sn, device_ids=[torch.cuda.current_device()],
+                                                  find_unused_parameters=True)
+        for genotype in (g, str(g), g.to_official()):
+            out = ddp(x, genotype)
+            assert out.is_cuda
+            torch.testing.assert_close(out, ref(x.cuda(), g), rtol=1e-4, atol=1e-5)
+            out.sum().backward()
+    finally:
+        dist.destroy_process_group()
