@@ -33,7 +33,18 @@ _ROBNET_MACROS: dict[str, dict[str, Any]] = {
 # What a RobNet zoo entry lets a caller override (RobNet's arguments minus num_classes).
 _ROBNET_OVERRIDES = frozenset({"genotype", "C", "layers", "in_channels", "imagenet_stem", "denoise"})
 
+def _supernet(*, num_classes: int = 10, C: int = 36, layers: int = 20, in_channels: int = 3,
+              cell_free: bool = False, imagenet_stem: bool = False) -> nn.Module:
+    """The one-shot search's weight-sharing supernet (:mod:`robnet.supernet`), so that its
+    checkpoints record it as data like any zoo model."""
+    from .supernet import build_supernet
+
+    return build_supernet(C=C, layers=layers, num_classes=num_classes, in_channels=in_channels,
+                          cell_free=cell_free, imagenet_stem=imagenet_stem)
+
+
 _BUILDERS: dict[str, Builder] = {
+    "supernet": _supernet,
     "resnet18": baselines.resnet18,
     "resnet50": baselines.resnet50,
     "wrn28_10": baselines.wrn28_10,
