@@ -130,7 +130,9 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 def _noise_generator(seed: int, epoch: int, step: int, device: torch.device) -> torch.Generator:
     g = torch.Generator(device=device)
-    g.manual_seed((seed * 1_000_003 + epoch) * 1_000_003 + step)
+    value = (seed * 1_000_003 + epoch) * 1_000_003 + step
+    # torch takes seeds in [-2**63, 2**64); large seeds (e.g. the search's derived ones) wrap
+    g.manual_seed(value if -(2**63) <= value < 2**64 else value % 2**64)
     return g
 
 
