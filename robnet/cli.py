@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from robnet.cli_common import add_common_flags, add_data_flags, check_outputs, check_positive, main_entry
+from robnet.search_cli import SEARCH_DESCRIPTION, add_search_arguments, run_search
 
 if TYPE_CHECKING:
     from robnet.data import ArrayDataset
@@ -32,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_flags(demo)
 
     sub.add_parser("models", help="list the model zoo with parameter counts")
+
+    se = sub.add_parser("search", help="one-shot robust architecture search: supernet | sample | finetune | "
+                        "report | all (paper §3)", description=SEARCH_DESCRIPTION,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_search_arguments(se)
 
     tr = sub.add_parser("train", help="PGD adversarial training (official RobNets recipe by default)")
     tr.add_argument("--model", default="robnet_large", help="zoo name (see `robnet models`)")
@@ -270,9 +276,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    return run_search(args, prog="robnet")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``robnet [demo] | models | train | eval``; returns the exit status (no arguments: the demo)."""
-    commands = {"models": lambda a: cmd_models(), "demo": cmd_demo, "train": cmd_train, "eval": cmd_eval}
+    """``robnet [demo] | models | train | eval | search``; returns the exit status (no arguments: the demo)."""
+    commands = {"models": lambda a: cmd_models(), "demo": cmd_demo, "train": cmd_train, "eval": cmd_eval,
+                "search": cmd_search}
     return main_entry("robnet", build_parser(), commands, argv)
 
 

@@ -207,7 +207,7 @@ def finetune_stage(sd: SearchDir, *, device: torch.device, scorer: Scorer | None
     scored = sd.read_shards("scores", repair_rank=rank)
     missing = [c["id"] for c in candidates if c["id"] not in scored]
     if missing:
-        raise RuntimeError(f"{len(missing)} candidates have no first-pass score after all ranks finished "
+        raise ValueError(f"{len(missing)} candidates have no first-pass score after all ranks finished "
                            f"(e.g. id {missing[0]}); rerun the same command to complete them")
     ordered = [scored[c["id"]] for c in candidates]
     keep = candidate_filter(ordered) if candidate_filter is not None else {r["id"] for r in ordered}

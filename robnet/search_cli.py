@@ -15,11 +15,30 @@ import logging
 import sys
 from typing import Any
 
-__all__ = ["STAGES", "add_search_arguments", "config_from_args", "run_search"]
+__all__ = ["SEARCH_DESCRIPTION", "STAGES", "add_search_arguments", "config_from_args", "run_search"]
 
 log = logging.getLogger("robnet")
 
 STAGES = ("supernet", "sample", "finetune", "report", "all")
+
+SEARCH_DESCRIPTION = """\
+The one-shot robust architecture search (Guo et al. 2020, section 3), on one run folder:
+
+  supernet   PGD adversarial training of the weight-sharing supernet, one random architecture per batch
+  sample     --candidates N distinct genotypes (seeded; --budget / --preset small|medium|large)
+  finetune   each candidate: inherit weights, recalibrate BN, PGD accuracy; K epochs of PGD finetuning;
+             PGD accuracy again (records.rank*.jsonl)
+  report     progress, ETA, top-k table and the command to train the best genotype
+  all        the stages in order
+
+Rerunning a command after an interruption continues where it stopped. Under torchrun the
+supernet trains with DDP and candidates are sharded over the ranks by id.
+
+examples:
+  robnet search all --preset cpu-demo --out runs/search-demo          # a few minutes on 2 CPU cores
+  torchrun --nproc_per_node 8 -m robnet.cli search all --preset paper --data-dir ~/data --out runs/search
+  robnet search report runs/search
+"""
 
 
 def add_search_arguments(p: argparse.ArgumentParser) -> None:
