@@ -15,6 +15,7 @@ import io
 import logging
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from robnet.cli_common import (
@@ -27,6 +28,7 @@ from robnet.cli_common import (
     precision_record,
     take_samples,
 )
+from robnet.search_cli import SEARCH_DESCRIPTION, add_search_arguments
 
 log = logging.getLogger("fspkit")
 
@@ -44,10 +46,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fspkit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
-    demo = sub.add_parser("demo", help="Finding #3 in miniature on the bundled digits: two architectures, "
-                          "adversarially trained, scored cell by cell (no files needed)")
-    demo.add_argument("--epochs", type=int, default=4)
+    demo = sub.add_parser("demo", help="the whole study on the bundled digits (no files needed): supernet, "
+                          "candidates, FSP and proxy scores, finetuning, statistics, figures, report")
+    demo.add_argument("--out", default="fspkit-demo", help="study folder (default: %(default)s)")
+    demo.add_argument("--preset", default="cpu-demo", help="search preset: cpu-demo (default) or paper")
+    demo.add_argument("--data", default=None, help="data set (default: the preset's: digits / cifar10)")
+    demo.add_argument("--data-dir", default=None, help="folder holding the dataset's standard folder")
+    demo.add_argument("--candidates", type=int, default=None, help="override the preset's candidate count")
+    demo.add_argument("--supernet-epochs", type=int, default=None, help="override the preset's supernet epochs")
     add_common_flags(demo)
+
+    se = sub.add_parser("search", help="robnet's one-shot search plus per-cell FSP distances, proxies and the "
+                        "FSP filter", description=SEARCH_DESCRIPTION.replace("robnet", "fspkit"),
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_search_arguments(se)
+    f = se.add_argument_group("FSP (fspkit)")
+    f.add_argument("--fsp-keep", type=float, default=None,
+                   help="finetune only this fraction of candidates, those with the smallest deep-cell FSP distance")
+    f.add_argument("--fsp-threshold", type=float, default=None,
+                   help="finetune only candidates whose deep-cell FSP distance is at most this")
+    f.add_argument("--no-proxies", action="store_true", default=None,
+                   help="skip the zero-cost proxies (grad-norm, SynFlow, NASWOT)")
+
+    st = sub.add_parser("stats", help="the statistics of a search's records (Findings #1-#3, per-cell FSP, "
+                        "proxy table)")
+    st.add_argument("source", help="a search run folder, or a .jsonl / .csv file of records")
+    st.add_argument("--json", default=None, help="also write every statistic as JSON")
+    st.add_argument("--seed", type=int, default=0, help="bootstrap and t-SNE seed")
+    st.add_argument("--quiet", action="store_true")
+    st.add_argument("--debug", action="store_true")
+
+    pl = sub.add_parser("plot", help="the paper's figures from a search's records")
+    pl.add_argument("source", help="a search run folder, or a .jsonl / .csv file of records")
+    pl.add_argument("--out", required=True, help="folder for the figures")
+    pl.add_argument("--format", default="png", choices=["png", "pdf", "svg"])
+    pl.add_argument("--quiet", action="store_true")
+    pl.add_argument("--debug", action="store_true")
     sc = sub.add_parser("score", help="per-cell clean-vs-adversarial FSP distance of a checkpoint")
     sc.add_argument("checkpoint", help="a robnet checkpoint, or an official RobNets one with --arch")
     sc.add_argument("--arch", default=None, help="architecture of an official RobNets checkpoint (robnet_free, ...)")
@@ -196,59 +230,72 @@ def _write_csv(path: str, rows: list[dict[str, Any]]) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Finding #3 in miniature: two architectures trained on digits and scored cell by cell."""
-    import tempfile
+    """The whole study on the embedded default (or ``--preset paper`` on CIFAR-10)."""
+    from .demo import run_study
 
-    import torch
+    overrides = {k: v for k, v in (("candidates", args.candidates), ("supernet_epochs", args.supernet_epochs))
+                 if v is not None}
+    for flag, value in overrides.items():
+        check_positive(f"--{flag.replace('_', '-')}", value)
+    out = run_study(args.out, preset=args.preset, data=args.data, data_dir=args.data_dir, device=args.device,
+                    quiet=args.quiet, seed=args.seed, overrides=overrides)
+    print()
+    print(out.report.tables())
+    print()
+    print(f"study written to {args.out}/ in {out.seconds / 60:.1f} min: report.html, report.md, stats.json, "
+          f"{len(out.figures)} figures in figures/, the search's records in {out.run_dir}/")
+    return 0
 
-    import robnet
-    from robnet.attack_spec import attack_record, make_attack, parse_attack
-    from robnet.data import load_memory_dataset
-    from robnet.distributed import resolve_device
-    from robnet.genotype import ROBNET_LARGE, sample
-    from robnet.loader import DeviceLoader, train_val_split
-    from robnet.train import TrainConfig, train
 
-    from .score import score
+def cmd_search(args: argparse.Namespace) -> int:
+    """``fspkit search``: ``robnet search`` with the FSP scorer and filter plugged in."""
+    from robnet.search_cli import run_search
 
-    device = resolve_device(args.device)
-    eps, step = 0.1, 0.025
-    attack_cfg = parse_attack(f"pgd10:eps={eps},step_size={step}")
-    data = load_memory_dataset("digits", split="train")
-    test = load_memory_dataset("digits", split="test")
-    train_part, val_part = train_val_split(data, val_size=0.15, seed=args.seed)
-    candidates = {"dense: RobNet-large cell": ROBNET_LARGE, "sparse: 3 sep-convs": sample(args.seed, budget=3)}
-    # digits are 8x8 greyscale: pad-1 crops, no flips
-    config = TrainConfig(epochs=args.epochs, warmup_epochs=min(1, args.epochs - 1), batch_size=64, lr=0.1,
-                         crop_padding=1, flip=False,
-                         seed=args.seed, val_attack_steps=5, eps=eps, step_size=step, attack_steps=5)
-    rows = []
-    for label, genotype in candidates.items():
-        torch.manual_seed(args.seed)
-        model = robnet.build_robnet(genotype, C=8, layers=3, in_channels=1, num_classes=len(data.classes))
-        with tempfile.TemporaryDirectory() as out:
-            train(model, train_part, config=config, out_dir=out, arch={"genotype": str(genotype), "C": 8,
-                  "layers": 3, "in_channels": 1, "num_classes": 10}, val_data=val_part, device=device,
-                  progress=not args.quiet)
-        gen = torch.Generator(device=device).manual_seed(args.seed)
-        report = score(model, DeviceLoader(test, batch_size=180, device=device), make_attack(attack_cfg, generator=gen),
-                       attack_settings=attack_record(attack_cfg))
-        print(f"== {label}: {genotype}")
-        print(f"   density {genotype.density():.3f}, {genotype.num_convs()[0]} sep-convs per cell")
-        print(report.table())
-        print("   " + report.summary())
-        rows.append((label, genotype.density(), report.adv_acc, report.deep_mean()))
-    print("\nFinding #3 (paper): among candidates of one search space, the more robust networks have a smaller "
-          "FSP distance in their deep cells.\nTwo 3-cell toys on digits say little either way; score many "
-          "candidates (`fspkit score`) to test it. This run:")
-    for label, density, adv, deep in rows:
-        print(f"   {label:26s} density {density:.3f}  PGD-10 acc {100 * adv:5.1f}%  deep-cell FSP {deep:.4g}")
+    from .demo import fsp_hooks
+    from .search import PROXIES, FSPSearchConfig
+
+    given = args.fsp_keep is not None or args.fsp_threshold is not None or args.no_proxies is not None
+    plugin = None
+    if given or args.stage in ("all", "supernet", "sample"):
+        plugin = FSPSearchConfig(keep=args.fsp_keep, threshold=args.fsp_threshold,
+                                 proxies=() if args.no_proxies else PROXIES).plugin()
+        if not given and (Path(args.out or args.run_dir or ".") / "search.json").exists():
+            plugin = None  # continuing a folder: its own FSP settings
+    return run_search(args, plugin=plugin, hooks=fsp_hooks, prog="fspkit")
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """``fspkit stats``: readable tables of every statistic, optionally as JSON."""
+    from robnet.results import write_json
+
+    from .study import analyze, load_records
+
+    check_outputs({"--json": args.json}, inputs=[args.source])
+    records = load_records(args.source)
+    report = analyze(records, rng=args.seed)
+    print(report.tables())
+    if args.json:
+        write_json(args.json, report.to_dict())
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """``fspkit plot``: every figure of the paper that the records allow."""
+    from .plots import plot_run
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: give a folder for the figures")
+    paths = plot_run(args.source, out, args.format)
+    for p in paths:
+        print(p)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``fspkit [demo] | score``; returns the exit status (no arguments: the demo)."""
-    return main_entry("fspkit", build_parser(), {"score": cmd_score, "demo": cmd_demo}, argv)
+    """``fspkit [demo] | score | search | stats | plot``; returns the exit status (no arguments: the demo)."""
+    commands = {"score": cmd_score, "demo": cmd_demo, "search": cmd_search, "stats": cmd_stats, "plot": cmd_plot}
+    return main_entry("fspkit", build_parser(), commands, argv)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import argparse
 import dataclasses
 import logging
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 __all__ = ["SEARCH_DESCRIPTION", "STAGES", "add_search_arguments", "config_from_args", "run_search"]
@@ -110,10 +112,23 @@ def config_from_args(args: argparse.Namespace) -> Any:
     return SearchConfig(**fields)
 
 
-def run_search(args: argparse.Namespace, *, scorer: Any = None, candidate_filter: Any = None,
-               plugin: dict[str, Any] | None = None, prog: str = "robnet") -> int:
-    """Run ``args.stage`` on the run folder; prints the report at the end of ``all``/``report``."""
+Hooks = Callable[[dict[str, Any]], tuple[Any, Any]]
+
+
+def run_search(args: argparse.Namespace, *, plugin: dict[str, Any] | None = None, hooks: Hooks | None = None,
+               prog: str = "robnet") -> int:
+    """Run ``args.stage`` on the run folder; prints the report at the end of ``all``/``report``.
+
+    Args:
+        args: parsed :func:`add_search_arguments` flags.
+        plugin: the caller's own settings pinned in the run folder (``None``: the folder's own, or
+            none for a new folder).
+        hooks: ``hooks(folder_plugin) -> (scorer, candidate_filter)``, called with the settings
+            the folder holds (how fspkit adds its FSP scorer and filter).
+        prog: the command's name in messages.
+    """
     from robnet.distributed import setup_distributed
+    from robnet.rundir import run_lock
     from robnet.search import finetune_stage, report_text, sample_stage, supernet_stage
     from robnet.search_run import SearchDir
 
@@ -127,18 +142,25 @@ def run_search(args: argparse.Namespace, *, scorer: Any = None, candidate_filter
     if args.top < 1:
         raise ValueError(f"--top must be >= 1, got {args.top}")
     config = config_from_args(args)
+    argv = [prog, "search", *sys.argv[2:]]
     if args.stage == "report":
-        sd = SearchDir.open(run_dir, config, plugin=plugin, data_dir=args.data_dir, create=False, argv=None)
+        sd = SearchDir.open(run_dir, config, plugin=plugin, data_dir=args.data_dir, create=False, argv=argv)
         print(report_text(sd, top=args.top))
         return 0
     rank, _world, device = setup_distributed(args.device)
-    from robnet.rundir import run_lock
-
     create = args.stage in ("supernet", "all", "sample")
-    sd = SearchDir.open(run_dir, config, plugin=plugin, data_dir=args.data_dir, create=create,
-                        argv=[prog, "search", *sys.argv[2:]] if prog == "fspkit" else None)
+    folder = Path(run_dir)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"run folder {folder} is a file: give a folder for --out")
+    if not create and not (folder / "search.json").exists():
+        raise ValueError(f"{folder} holds no search (search.json missing). Hint: start one with "
+                         f"`{prog} search all --out {folder}` (or the `supernet` stage)")
+    if rank == 0:
+        folder.mkdir(parents=True, exist_ok=True)
     progress = not args.quiet
-    with run_lock(sd.path, enabled=rank == 0):
+    with run_lock(folder, enabled=rank == 0):
+        sd = SearchDir.open(folder, config, plugin=plugin, data_dir=args.data_dir, create=create, argv=argv)
+        scorer, candidate_filter = hooks(sd.plugin) if hooks is not None else (None, None)
         if args.stage in ("supernet", "all"):
             supernet_stage(sd, device=device, progress=progress)
         if args.stage in ("sample", "all"):
@@ -146,9 +168,6 @@ def run_search(args: argparse.Namespace, *, scorer: Any = None, candidate_filter
             if rank == 0:
                 print(f"{len(genotypes)} candidates sampled into {sd.path / 'candidates.json'}")
         if args.stage in ("finetune", "all"):
-            if not sd.has_candidates():
-                raise ValueError(f"{sd.path} has no sampled candidates yet. Hint: run `{prog} search sample "
-                                 f"--out {sd.path}` first")
             finetune_stage(sd, device=device, scorer=scorer, candidate_filter=candidate_filter, progress=progress)
     if rank == 0 and args.stage in ("finetune", "all"):
         print(report_text(sd, top=args.top))

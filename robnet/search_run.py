@@ -97,7 +97,10 @@ class SearchDir:
         run = Path(path)
         cfg_file = run / CONFIG_FILE
         rank, _ = dist_info()
-        if cfg_file.exists():
+        _barrier()  # every rank sees the folder as it was before rank 0 writes below
+        exists = cfg_file.exists()
+        _barrier()
+        if exists:
             stored = _read_json(cfg_file)
             folder_cfg = SearchConfig.from_dict(stored["config"])
             folder_plugin = stored.get("plugin") or {}
@@ -114,6 +117,7 @@ class SearchDir:
             if rank == 0:
                 stored.setdefault("invocations", []).append(_invocation(argv))
                 results.write_json(cfg_file, stored)
+            _barrier()
             return sd
         if not create:
             raise ValueError(f"{run} holds no search ({CONFIG_FILE} missing). Hint: start one with "
@@ -131,8 +135,7 @@ class SearchDir:
         return sd
 
     def barrier(self) -> None:
-        if dist_info()[1] > 1:
-            torch.distributed.barrier()
+        _barrier()
 
     # ------------------------------------------------------------------ data
     def split(self) -> tuple[ArrayDataset, ArrayDataset]:
@@ -200,6 +203,11 @@ class SearchDir:
         net = self.build_supernet()
         net.load_state_dict(payload["state_dict"])
         return net.to(device).eval()
+
+
+def _barrier() -> None:
+    if dist_info()[1] > 1:
+        torch.distributed.barrier()
 
 
 def _read_json(path: Path) -> dict[str, Any]:
