@@ -106,9 +106,9 @@ class SearchDir:
             folder_plugin = stored.get("plugin") or {}
             if config is not None and config != folder_cfg:
                 diffs = _diff(folder_cfg.to_dict(), config.to_dict())
-                raise ValueError(f"{run} holds a search made by another config: {'; '.join(diffs[:4])}"
-                                 f"{' ...' if len(diffs) > 4 else ''}. Hint: rerun without config flags to "
-                                 "continue it, or use another --out")
+                more = f"; and {len(diffs) - 4} more" if len(diffs) > 4 else ""
+                raise ValueError(f"{run} holds a search made by another config: {'; '.join(diffs[:4])}{more}. Hint: "
+                                 "rerun without config flags to continue it, or use another --out")
             if plugin is not None and plugin != folder_plugin:
                 diffs = _diff(folder_plugin, plugin)
                 raise ValueError(f"{run} holds a search made with other settings: {'; '.join(diffs[:4])}. "
