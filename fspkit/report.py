@@ -357,15 +357,9 @@ def _md_escape(text: str, cell: bool = False) -> str:
 
 
 def _md_spans(spans: Sequence[_S]) -> str:
-    def one(s: _S) -> str:
-        if s.kind == "code":
-            return f"`{s.text}`"
-        if s.kind == "b":
-            return f"**{_md_escape(s.text)}**"
-        if s.kind == "a":
-            return f"[{_md_escape(s.text)}](<{s.href}>)"
-        return _md_escape(s.text)
-    return "".join(one(s) for s in spans)
+    wrap = {"t": "{}", "b": "**{}**", "a": "[{}](<{}>)"}
+    return "".join(f"`{s.text}`" if s.kind == "code" else wrap[s.kind].format(_md_escape(s.text), s.href)
+                   for s in spans)
 
 
 def _numeric_columns(t: _Table) -> list[bool]:
@@ -390,7 +384,7 @@ def _to_md(blocks: Sequence[_Block]) -> str:
         elif isinstance(b, _Table):
             out.append(_md_table(b))
         elif isinstance(b, _Pre):
-            fence = "`" * max(3, 1 + max((len(t) for t in b.text.split("\n") if set(t) == {"`"}), default=0))
+            fence = "~~~" if "```" in b.text else "```"
             out.append(f"{fence}text\n{b.text}\n{fence}")
         elif isinstance(b, _Fig):
             out.append(f"![{_md_escape(b.caption)}](<{b.src}>)\n\n*{_md_escape(b.caption)}*")
@@ -404,31 +398,27 @@ def _to_md(blocks: Sequence[_Block]) -> str:
 
 
 _CSS = """
-body{font:16px/1.55 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:#1f2328;
-background:#fff;margin:0;padding:2rem 1rem}
-main{max-width:980px;margin:0 auto}
-h1{font-size:1.8rem;margin:0 0 1rem}h2{font-size:1.4rem;margin:2.2rem 0 .8rem;border-bottom:1px solid #d0d7de;
-padding-bottom:.3rem}h3{font-size:1.15rem;margin:1.6rem 0 .6rem}
+body{font:16px/1.55 system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;color:#1f2328;margin:0;padding:2rem 1rem}
+main{max-width:980px;margin:0 auto}h1{font-size:1.8rem;margin:0 0 1rem}h3{font-size:1.15rem;margin:1.6rem 0 .6rem}
+h2{font-size:1.4rem;margin:2.2rem 0 .8rem;border-bottom:1px solid #d0d7de;padding-bottom:.3rem}
 table{border-collapse:collapse;margin:.8rem 0;font-size:.9rem;width:100%}
 th,td{border:1px solid #d0d7de;padding:.35rem .6rem;text-align:left;vertical-align:top}
 th{background:#f6f8fa}tr:nth-child(even) td{background:#fbfcfd}
 .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-pre{background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;padding:.8rem;overflow-x:auto;
-font:13px/1.45 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
-code{font:.9em ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:#f6f8fa;padding:.1em .3em;
-border-radius:4px}
+pre,code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:#f6f8fa}
+pre{border:1px solid #d0d7de;border-radius:6px;padding:.8rem;overflow-x:auto;font-size:13px;line-height:1.45}
+code{font-size:.9em;padding:.1em .3em;border-radius:4px}
 figure{margin:1.4rem 0;text-align:center}figure img{max-width:100%;height:auto;border:1px solid #eaeef2}
 figcaption{font-size:.9rem;color:#57606a;margin-top:.3rem}
 .claim{border:1px solid #d0d7de;border-radius:8px;margin:.9rem 0;overflow:hidden}
-.claim-head{background:#f6f8fa;padding:.45rem .8rem;font-weight:600}
-.side{display:grid;grid-template-columns:1fr 1fr}
-.side>div{padding:.5rem .8rem}.side>div+div{border-left:1px solid #d0d7de;color:#57606a}
+.claim-head{background:#f6f8fa;padding:.45rem .8rem;font-weight:600}.side{display:grid;grid-template-columns:1fr 1fr}
+.side>div{padding:.5rem .8rem}.side>div+div{border-left:1px solid #d0d7de;color:#57606a}.side p{margin:0}
 .side h4{margin:0 0 .2rem;font-size:.8rem;text-transform:uppercase;letter-spacing:.04em;color:#57606a}
-.side p{margin:0}
 .v{display:inline-block;border-radius:999px;padding:.05rem .6rem;margin-right:.5rem;font-size:.85rem}
 .v-agrees{background:#dafbe1;color:#116329}.v-disagrees{background:#ffebe9;color:#a40e26}
 .v-inconclusive{background:#fff8c5;color:#6c4b00}.v-new{background:#ddf4ff;color:#0a3069}
-ul.notes{color:#57606a;font-size:.92rem}
+ul.notes{color:#57606a;font-size:.92rem}.wide{overflow-x:auto}
+@media(max-width:700px){.side{grid-template-columns:1fr}.side>div+div{border-left:0;border-top:1px solid #d0d7de}}
 """
 
 
@@ -444,7 +434,7 @@ def _html_table(t: _Table) -> str:
     head = "".join(f"<th{c}>{html.escape(h)}</th>" for h, c in zip(t.headers, cls, strict=True))
     body = "".join("<tr>" + "".join(f"<td{c}>{html.escape(v)}</td>" for v, c in zip(row, cls, strict=True)) + "</tr>"
                    for row in t.rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _html_block(b: _Block) -> str:
