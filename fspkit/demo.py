@@ -116,7 +116,8 @@ def run_study(out_dir: str | Path, *, preset: str = "cpu-demo", data: str | None
     seconds = time.perf_counter() - t0
     md, html = write_report(out, report=report, figures=figures, context=context,
                             records_path=str(run_dir.relative_to(out)), stats_path="stats.json",
-                            extra={"preset": preset, "seconds": seconds, "command": _command(preset, data, out)})
+                            extra={"preset": preset, "wall_seconds": seconds, "seed": seed,
+                                   "device": device or "default", "command": _command(preset, data, out)})
     return StudyOutputs(run_dir, stats_json, figures, md, html, report, seconds)
 
 
