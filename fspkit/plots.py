@@ -12,22 +12,52 @@ manager) saved through the Agg canvas; seaborn's style is applied with ``rc_cont
 ``set_theme``, so the caller's rcParams are left as they were.
 
 Records are mappings with the search's columns (``pgd_acc``, ``density``, ``fsp``, ...; see
-:mod:`fspkit.study`); accuracies are fractions in [0, 1] and are shown in percent.
+:mod:`fspkit.study`); accuracies are fractions in [0, 1] and are shown in percent. What the figures
+show, computed without matplotlib (records and columns, series, groups, captions, :func:`run_context`,
+each figure's columns and size), lives in ``fspkit._plot_data`` and is re-exported here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import stats
+from ._plot_data import (
+    FIGURE_SPECS,
+    GROUP_SHARE,  # noqa: F401 (re-exported)
+    KEEP,
+    PROXY_LABELS,  # noqa: F401 (re-exported)
+    Records,
+    _ci_text,
+    _density_points,
+    _depth_groups,
+    _depth_panel,
+    _direct_convs_of,
+    _direct_convs_series,
+    _filter_score,
+    _filter_selection,
+    _finding1_of,
+    _finding2_of,
+    _pct,
+    _proxy_bars,
+    _proxy_note,
+    _proxy_table_of,
+    _Rows,
+    _rows,
+    _stage,
+    _t_half,  # noqa: F401 (re-exported)
+    _with,
+    caption_text,
+    direct_convs,
+    run_context,
+    series,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -52,10 +82,6 @@ _FONTS: dict[str, float] = {"font.size": 10.0, "axes.titlesize": 11.0, "axes.lab
                             "xtick.labelsize": 9.0, "ytick.labelsize": 9.0, "legend.fontsize": 9.0,
                             "legend.title_fontsize": 9.0, "figure.titlesize": 12.0}
 CAPTION_SIZE = 9.0
-# Finding #1's split (the paper: top-300 vs bottom-300 of 1000) and the FSP filter's keep fraction.
-GROUP_SHARE = 0.3
-KEEP = 0.3
-Records = Sequence[Mapping[str, Any]]
 
 
 # --------------------------------------------------------------------------- style, caption, files
@@ -89,21 +115,6 @@ def new_figure(width: float = 5.5, height: float = 4.0) -> Figure:
 
     with plot_style():
         return Figure(figsize=(width, height), layout="constrained", dpi=DPI)
-
-
-def caption_text(context: Mapping[str, Any] | None, *, n: int, what: str = "candidates") -> str:
-    """The caption line: ``n = 180 of 200 candidates · attack: PGD-7 eps 8/255 · data: CIFAR-10 val``.
-
-    Args:
-        context: facts of the run, keys ``attack``, ``data`` and ``n`` (the run's size); missing
-            ones read "not recorded".
-        n: how many candidates the figure shows.
-        what: the noun counted.
-    """
-    ctx = dict(context or {})
-    total = ctx.get("n")
-    count = f"n = {n} {what}" if total is None or int(total) == n else f"n = {n} of {int(total)} {what}"
-    return f"{count} · attack: {ctx.get('attack') or 'not recorded'} · data: {ctx.get('data') or 'not recorded'}"
 
 
 def add_caption(fig: Figure, context: Mapping[str, Any] | None, *, n: int, what: str = "candidates") -> Text:
@@ -143,73 +154,6 @@ def save_figure(fig: Figure, path: str | Path, *, fmt: str | None = None) -> Pat
     return target
 
 
-# --------------------------------------------------------------------------- data helpers
-def _rows(records: Any) -> list[Mapping[str, Any]]:
-    if hasattr(records, "to_dict") and not isinstance(records, Mapping):  # a pandas DataFrame
-        records = records.to_dict("records")
-    if isinstance(records, Mapping | str | bytes):
-        raise TypeError(f"expected a sequence of records (one mapping per candidate), got {type(records).__name__}")
-    rows = list(records)
-    for i, r in enumerate(rows):
-        if not isinstance(r, Mapping):
-            raise TypeError(f"record {i} is a {type(r).__name__}, expected a mapping of column -> value")
-    if not rows:
-        raise ValueError("no records to plot (an empty table); hint: fspkit.study.load_records(RUN_DIR)")
-    return rows
-
-
-def _with(records: Records, *names: str) -> list[Mapping[str, Any]]:
-    """The records holding a finite value in every one of ``names`` (lists: every entry finite)."""
-    rows = _rows(records)
-    for name in names:
-        if not stats.has_column(rows, name):
-            raise ValueError(f"column {name!r} is absent from all {len(rows)} records; hint: it is recorded by "
-                             "the search stage that computes it (FSP and proxies: `fspkit search`)")
-
-    def finite(v: Any) -> bool:
-        values = v if isinstance(v, list | tuple) else [v]
-        return all(x is not None and math.isfinite(float(x)) for x in values)
-
-    return [r for r in rows if all(finite(r.get(name)) for name in names)]
-
-
-def _pct(rows: Records, name: str) -> np.ndarray:
-    return stats.column(rows, name) * 100.0
-
-
-def series(records: Records, *, max_groups: int = 3) -> tuple[list[int | None], dict[int | None, str]]:
-    """The conv-budget series of Fig. 1 and Fig. 6: a key per record and a legend label per key.
-
-    The key is the record's ``budget`` (sep-convs per cell the candidate was sampled with; None:
-    unconstrained). When no record has a budget, candidates are grouped by their own ``convs``
-    instead (a candidate's budget is its conv count), in at most ``max_groups`` bins of about
-    equal size, keyed 0, 1, ... from the fewest convs.
-    """
-    rows = _rows(records)
-    if stats.has_column(rows, "budget") or not stats.has_column(rows, "convs"):
-        budgets: list[int | None] = [None if r.get("budget") is None else int(r["budget"]) for r in rows]
-        return budgets, {k: "unconstrained" if k is None else f"budget {k}" for k in set(budgets)}
-    convs = stats.column(rows, "convs")
-    cuts = np.unique(np.quantile(convs, np.linspace(0, 1, max_groups + 1)[1:-1]))
-    bins = np.searchsorted(cuts, convs, side="left")  # (n,) bin of each record
-    keys: list[int | None] = [None] * len(rows)
-    labels: dict[int | None, str] = {}
-    for b in np.unique(bins):
-        members = np.flatnonzero(bins == b)
-        lo, hi = float(convs[members].min()), float(convs[members].max())
-        for i in members:
-            keys[i] = int(b)
-        labels[int(b)] = f"{lo:.3g} convs" if lo == hi else f"{lo:.3g}-{hi:.3g} convs"
-    return keys, labels
-
-
-def direct_convs(records: Records) -> np.ndarray:
-    """Fig. 6's x: each record's ``direct_convs``; cell-free means over cells rounded to the nearest
-    0.5, so candidates share a handful of counts (the statistics then run on the rounded values)."""
-    values = stats.column(_rows(records), "direct_convs")
-    return values if np.all(values == np.round(values)) else np.round(2 * values) / 2
-
-
 def _legend(ax: Axes, *, title: str | None = None, loc: Any = "best", min_entries: int = 2) -> None:
     handles, labels = ax.get_legend_handles_labels()
     if len(labels) >= min_entries:
@@ -224,21 +168,6 @@ def _legend_below(ax: Axes, *, title: str | None = None, handles: list[Any] | No
     extra: dict[str, Any] = {} if handles is None else {"handles": handles}
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below, title=title, frameon=False,
               ncols=ncols, **extra)
-
-
-def _t_half(std: Any, n: Any, level: float = 0.95) -> np.ndarray:
-    """Half-width of the t interval of a mean from the population std (ddof 0) of n values: t * std / sqrt(n - 1);
-    0 for single values."""
-    from scipy import stats as sps
-
-    std, n = np.asarray(std, dtype=float), np.asarray(n, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        half = sps.t.ppf(0.5 + level / 2, n - 1) * std / np.sqrt(n - 1)
-    return np.where(n > 1, half, 0.0)
-
-
-def _ci_text(c: stats.Correlation) -> str:
-    return f"ρ = {c.coef:+.2f} [{c.ci[0]:+.2f}, {c.ci[1]:+.2f}]"
 
 
 # --------------------------------------------------------------------------- Fig. 1 and Fig. 3
@@ -355,10 +284,7 @@ def plot_density(result: stats.Finding2, density: Any, pgd_acc: Any, ax: Axes) -
         density, pgd_acc: the points (fractions).
         ax: where to draw.
     """
-    x, y = np.asarray(density, dtype=float), 100.0 * np.asarray(pgd_acc, dtype=float)
-    if len(x) != result.n or len(y) != result.n:
-        raise ValueError(f"plot_density: the fit has n = {result.n} but got {len(x)} densities and {len(y)} "
-                         "accuracies; pass the arrays the fit was computed from")
+    x, y = _density_points(result, density, pgd_acc)
     colors = _palette()
     lo, hi = result.slope_ci
     with plot_style():
@@ -386,17 +312,10 @@ def plot_direct_convs(result: stats.DirectConvs, ax: Axes, *, labels: Mapping[in
     """
     from matplotlib.ticker import MaxNLocator
 
-    groups = result.groups
-    width = 0.12 * (len(groups) - 1)
     with plot_style():
-        for i, g in enumerate(groups):
-            name = (labels or {}).get(g.budget) or ("unconstrained" if g.budget is None else f"budget {g.budget}")
-            corr = _ci_text(g.correlation) if g.correlation is not None else g.note
-            x = np.asarray(g.counts) + (i * 0.12 - width / 2 if len(groups) > 1 else 0.0)  # dodge the series
-            y = 100 * np.asarray(g.mean_pgd)
-            ax.errorbar(x, y, yerr=100 * _t_half(g.std_pgd, g.n_per_count), marker="o", ms=5, capsize=3, lw=1.4,
-                        label=f"{name} (n={g.n}; {corr})")
-        whole = all(float(c).is_integer() for g in groups for c in g.counts)
+        for x, y, yerr, label in _direct_convs_series(result, labels):
+            ax.errorbar(x, y, yerr=yerr, marker="o", ms=5, capsize=3, lw=1.4, label=label)
+        whole = all(float(c).is_integer() for g in result.groups for c in g.counts)
         ax.set_xlabel("sep-convs on direct edges (per cell)" if whole else
                       "sep-convs on direct edges (mean per cell, to the nearest 0.5)")
         ax.set_ylabel("PGD accuracy after finetuning (%)")
@@ -408,14 +327,6 @@ def plot_direct_convs(result: stats.DirectConvs, ax: Axes, *, labels: Mapping[in
 
 
 # --------------------------------------------------------------------------- Fig. 7 (Finding #3) and the filter
-def _stage(records: Records, stage: str | None) -> str:
-    if stage is None:
-        return "after" if stats.has_column(records, "fsp") else "before"
-    if stage not in stats.STAGES:
-        raise ValueError(f"stage: expected one of {', '.join(stats.STAGES)}, got {stage!r}")
-    return stage
-
-
 def plot_fsp_depth(records: Records, fig: Figure, *, stage: str | None = None, k: int | None = None) -> Figure:
     """Fig. 7 (Finding #3): mean FSP distance per cell depth of the robust (top-k by PGD accuracy)
     and non-robust (bottom-k) candidates, with 95% t intervals; the raw distance and, where
@@ -430,32 +341,19 @@ def plot_fsp_depth(records: Records, fig: Figure, *, stage: str | None = None, k
     """
     from matplotlib.ticker import MaxNLocator
 
-    stage = _stage(records, stage)
-    raw, rel, _, pgd_col, _ = stats.STAGES[stage]
-    cols = [raw] + ([rel] if stats.has_column(_rows(records), rel) else [])
-    rows = _with(records, pgd_col, *cols)
-    n = len(rows)
-    k = round(GROUP_SHARE * n) if k is None else k
-    if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= n // 2:
-        raise ValueError(f"k: expected an int in 2..{n // 2} (two disjoint groups of at least 2), got {k!r} "
-                         f"for n = {n} candidates with {', '.join(cols)}")
-    order = np.argsort(-stats.column(rows, pgd_col), kind="stable")
-    groups = ((order[:k], f"robust (top {k})"), (order[n - k:], f"non-robust (bottom {k})"))
+    stage, rel, cols, rows, groups = _depth_groups(records, stage, k)
     colors = _palette()
     with plot_style():
         axes = fig.subplots(1, len(cols), squeeze=False)[0]
         for ax, col in zip(axes, cols, strict=True):
-            m = stats.list_column(rows, col)  # (n, cells)
-            depth = np.arange(m.shape[1])
-            for (idx, label), color in zip(groups, colors, strict=False):
-                mean, half = m[idx].mean(axis=0), _t_half(m[idx].std(axis=0), len(idx))
+            depth, bands, log_scale, reductions = _depth_panel(stats.list_column(rows, col), groups)
+            for (mean, half), (_, label), color in zip(bands, groups, colors, strict=False):
                 ax.plot(depth, mean, marker="o", ms=4, color=color, label=label)
                 ax.fill_between(depth, mean - half, mean + half, color=color, alpha=0.2, linewidth=0)
-            means = np.array([m[idx].mean(axis=0) for idx, _ in groups])  # (2, cells)
-            if np.all(means > 0) and means.max() / means.min() > 30:  # e.g. raw distances growing with width
+            if log_scale:
                 ax.set_yscale("log")
-            for red in sorted({m.shape[1] // 3, 2 * m.shape[1] // 3} - {0}):
-                ax.axvline(red, color="0.5", ls=":", lw=1.0, label="reduction cell" if red == m.shape[1] // 3 else None)
+            for red in reductions:
+                ax.axvline(red, color="0.5", ls=":", lw=1.0, label="reduction cell" if red == len(depth) // 3 else None)
             ax.set_xlabel("cell depth (0 = first cell)")
             ax.set_ylabel("relative FSP distance (unitless)" if col == rel else "FSP distance (squared Frobenius)")
             ax.set_title("relative: ||ΔG||² / ||G(x)||²" if col == rel else "raw: ||G(x) - G(x_adv)||²")
@@ -464,10 +362,6 @@ def plot_fsp_depth(records: Records, fig: Figure, *, stage: str | None = None, k
         weights = "finetuned weights" if stage == "after" else "inherited weights"
         fig.suptitle(f"Fig. 7: FSP distance by depth, robust vs non-robust ({weights}; mean ± 95% CI)")
     return fig
-
-
-def _filter_score(rows: Records) -> str:
-    return "fsp_deep_before_finetune" if stats.has_column(rows, "fsp_deep_before_finetune") else "fsp_before_finetune"
 
 
 def plot_filtering(records: Records, ax: Axes, *, keep: float = KEEP) -> Axes:
@@ -480,24 +374,8 @@ def plot_filtering(records: Records, ax: Axes, *, keep: float = KEEP) -> Axes:
     --fsp-keep`` ranks by; without it, the mean over all cells of ``fsp_before_finetune``), and the
     title gives the recall of the true top 10% (:func:`fspkit.stats.filter_quality`).
     """
-    rows = _rows(records)
+    acc, kept, xlabel, title = _filter_selection(records, keep)
     colors = _palette()
-    if any(r.get("filtered_out") for r in rows):
-        rows = _with(rows, "pgd_acc_before_finetune")
-        acc = _pct(rows, "pgd_acc_before_finetune")
-        kept = np.array([not r.get("filtered_out") for r in rows])
-        xlabel, title = "PGD accuracy, inherited weights (%)", f"this run's FSP filter kept {kept.mean():.0%}"
-    else:
-        col = _filter_score(rows)
-        rows = _with(rows, col, "pgd_acc")
-        score = stats.list_column(rows, col).mean(axis=1) if col == "fsp_before_finetune" else stats.column(rows, col)
-        acc = _pct(rows, "pgd_acc")
-        q = stats.filter_quality(score, acc, keep=keep, n_boot=0, names=(col, "pgd_acc"))
-        kept = np.zeros(len(rows), dtype=bool)
-        kept[np.argsort(score, kind="stable")[:q.n_keep]] = True  # the filter's rule (filter_quality's too)
-        xlabel = "PGD accuracy after finetuning (%)"
-        title = (f"simulated: keep {keep:.0%} lowest {'deep-cell' if col != 'fsp_before_finetune' else 'mean'} FSP; "
-                 f"top-{q.top:.0%} recall {q.recall:.2f} (random {q.random_recall:.2f})")
     edges = np.histogram_bin_edges(acc, bins=20).tolist()
     with plot_style():
         ax.hist(acc, bins=edges, color=colors[7], alpha=0.6, label=f"all candidates (n={len(acc)})")
@@ -511,10 +389,6 @@ def plot_filtering(records: Records, ax: Axes, *, keep: float = KEEP) -> Axes:
     return ax
 
 
-PROXY_LABELS: dict[str, str] = {"fsp": "FSP distance", "fsp_rel": "relative FSP", "grad_norm": "grad norm",
-                                "synflow": "SynFlow", "naswot": "NASWOT", "pgd_before_finetune": "PGD, no finetune"}
-
-
 def plot_proxies(table: stats.ProxyTable, fig: Figure, *, note: str | None = None) -> Figure:
     """The proxy table as a figure: per proxy, its Spearman with final PGD accuracy (95% CI; the sign
     flipped for scores where lower is better, so right = ranks robust candidates first), its recall
@@ -526,31 +400,27 @@ def plot_proxies(table: stats.ProxyTable, fig: Figure, *, note: str | None = Non
     """
     if not table.rows:
         raise ValueError(f"plot_proxies: the table has no proxy rows ({'; '.join(table.notes) or 'no notes'})")
-    rows = table.rows
-    pos = np.arange(len(rows))[::-1]
-    names = [PROXY_LABELS.get(r.proxy, r.proxy) + (" (−)" if r.lower_is_better else "") for r in rows]
+    bars = _proxy_bars(table)
     colors = _palette()
     with plot_style():
         ax0, ax1, ax2 = fig.subplots(1, 3, sharey=True, gridspec_kw={"width_ratios": [1.4, 1.0, 1.0]})
-        for y, r in zip(pos, rows, strict=True):
-            c, sign = r.quality.spearman, -1.0 if r.lower_is_better else 1.0
+        for y, interval, coef in zip(bars.pos, bars.intervals, bars.coefs, strict=True):
             # the interval as its own segment: a percentile bootstrap interval need not contain the estimate
-            ax0.plot(sorted((sign * c.ci[0], sign * c.ci[1])), [y, y], color=colors[0], lw=1.5, marker="|", ms=8)
-            ax0.plot([sign * c.coef], [y], "o", color=colors[0], ms=6)
+            ax0.plot(interval, [y, y], color=colors[0], lw=1.5, marker="|", ms=8)
+            ax0.plot([coef], [y], "o", color=colors[0], ms=6)
         ax0.axvline(0.0, color="0.3", lw=0.8)
-        ax0.set_yticks(pos, names)
+        ax0.set_yticks(bars.pos, bars.names)
         ax0.set_xlabel("Spearman ρ with final PGD acc.\n(oriented; (−): lower score = better)")
         ax0.set_title("rank agreement (95% CI)")
-        ax1.barh(pos, [r.quality.recall for r in rows], color=colors[2], height=0.6)
-        ax1.axvline(rows[0].quality.random_recall, color="0.3", ls="--", lw=1.0)
+        ax1.barh(bars.pos, bars.recalls, color=colors[2], height=0.6)
+        ax1.axvline(table.rows[0].quality.random_recall, color="0.3", ls="--", lw=1.0)
         ax1.set_xlim(0, 1.05)
         ax1.set_xlabel(f"recall of the true top {table.top:.0%} keeping {table.keep:.0%}\n(fraction; dashed: random)")
         ax1.set_title("filter recall")
-        secs = [r.seconds_per_candidate or math.nan for r in rows]
-        ax2.barh(pos, secs, color=colors[4], height=0.6)
+        ax2.barh(bars.pos, bars.seconds, color=colors[4], height=0.6)
         if table.finetune_seconds:
             ax2.axvline(table.finetune_seconds, color="0.3", ls="--", lw=1.0)
-        if np.nanmin(secs) > 0:
+        if np.nanmin(bars.seconds) > 0:
             ax2.set_xscale("log")
         ax2.set_xlabel("seconds per candidate (log scale)" +
                        ("\n(dashed: finetuning one)" if table.finetune_seconds else ""))
@@ -563,7 +433,6 @@ def plot_proxies(table: stats.ProxyTable, fig: Figure, *, note: str | None = Non
 # A drawer fills an empty figure from the records, computing its statistics (or reusing those of an
 # fspkit.study.StudyReport, so the figures show the report's numbers), and returns the caption's n.
 Drawer = Callable[..., int]
-_Rows = list[Mapping[str, Any]]
 
 
 def _draw_params(rows: _Rows, fig: Figure, analysis: StudyReport | None, seed: int) -> int:
@@ -580,10 +449,7 @@ def _draw_finetune(rows: _Rows, fig: Figure, analysis: StudyReport | None, seed:
 
 
 def _draw_finding1(rows: _Rows, fig: Figure, analysis: StudyReport | None, seed: int) -> int:
-    result = analysis.finding1 if analysis is not None else None
-    if result is None or result.embedding is None:
-        rows = _with(rows, "bits", "pgd_acc")
-        result = stats.finding1(stats.list_column(rows, "bits"), stats.column(rows, "pgd_acc"), rng=seed)
+    result = _finding1_of(rows, analysis, seed)
     shared = len(result.weights) <= stats.BITS_PER_CELL
     fig.set_size_inches(11.0, 6.2 if shared else 4.6)
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.0, 1.0 if shared else 1.6]})
@@ -593,21 +459,15 @@ def _draw_finding1(rows: _Rows, fig: Figure, analysis: StudyReport | None, seed:
 
 
 def _draw_density(rows: _Rows, fig: Figure, analysis: StudyReport | None, seed: int) -> int:
-    rows = _with(rows, "density", "pgd_acc")
-    density, pgd = stats.column(rows, "density"), stats.column(rows, "pgd_acc")
-    result = analysis.finding2 if analysis is not None else None
-    if result is None or result.n != len(rows):
-        result = stats.finding2(density, pgd, rng=seed)
+    density, pgd, result = _finding2_of(rows, analysis, seed)
     plot_density(result, density, pgd, fig.subplots())
-    return len(rows)
+    return len(density)
 
 
 def _draw_direct_convs(rows: _Rows, fig: Figure, analysis: StudyReport | None, seed: int) -> int:
-    rows = _with(rows, "direct_convs", "pgd_acc")
-    keys, labels = series(rows)
-    result = stats.direct_convs_by_budget(direct_convs(rows), keys, stats.column(rows, "pgd_acc"), rng=seed)
+    result, labels = _direct_convs_of(rows, seed)
     plot_direct_convs(result, fig.subplots(), labels=labels)
-    return len(rows)
+    return sum(g.n for g in result.groups)
 
 
 def _draw_fsp_depth(rows: _Rows, fig: Figure, analysis: StudyReport | None, seed: int) -> int:
@@ -624,31 +484,21 @@ def _draw_filtering(rows: _Rows, fig: Figure, analysis: StudyReport | None, seed
 
 
 def _draw_proxies(rows: _Rows, fig: Figure, analysis: StudyReport | None, seed: int) -> int:
-    table = analysis.proxies if analysis is not None else None
-    if table is None:
-        present = [p for p, (col, _, _) in stats.PROXIES.items() if stats.has_column(rows, col)]
-        table = stats.proxy_table(rows, present, rng=seed)
-    filtered = sum(bool(r.get("filtered_out")) for r in rows)
-    note = (f"the FSP filter left out {filtered} candidates: every proxy is ranked among the finetuned ones only"
-            if filtered else None)
+    table = _proxy_table_of(rows, analysis, seed)
+    note = _proxy_note(rows)
     fig.set_size_inches(11.0, 1.6 + 0.45 * len(table.rows) + (0.3 if note else 0.0))
     plot_proxies(table, fig, note=note)
     return table.rows[0].quality.n
 
 
 # file stem -> (alternative sets of columns, one of which must be present; size in inches; drawer)
-FIGURES: dict[str, tuple[tuple[tuple[str, ...], ...], tuple[float, float], Drawer]] = {
-    "fig1_params": ((("params", "pgd_acc"),), (5.5, 4.2), _draw_params),
-    "fig3_finetune": ((("pgd_acc_before_finetune", "pgd_acc"),), (10.0, 4.2), _draw_finetune),
-    "fig4_finding1": ((("bits", "pgd_acc"),), (11.0, 6.2), _draw_finding1),
-    "fig5_density": ((("density", "pgd_acc"),), (6.5, 5.4), _draw_density),
-    "fig6_direct_convs": ((("direct_convs", "pgd_acc"),), (6.5, 5.4), _draw_direct_convs),
-    "fig7_fsp_depth": ((("fsp", "pgd_acc"), ("fsp_before_finetune", "pgd_acc_before_finetune")), (11.0, 4.4),
-                       _draw_fsp_depth),
-    "fig7_filtering": ((("fsp_before_finetune", "pgd_acc"), ("fsp_before_finetune", "pgd_acc_before_finetune",
-                                                              "filtered_out")), (6.5, 4.4), _draw_filtering),
-    "proxy_table": (tuple((col, "pgd_acc") for col, _, _ in stats.PROXIES.values()), (11.0, 4.0), _draw_proxies),
+_DRAWERS: dict[str, Drawer] = {
+    "fig1_params": _draw_params, "fig3_finetune": _draw_finetune, "fig4_finding1": _draw_finding1,
+    "fig5_density": _draw_density, "fig6_direct_convs": _draw_direct_convs, "fig7_fsp_depth": _draw_fsp_depth,
+    "fig7_filtering": _draw_filtering, "proxy_table": _draw_proxies,
 }
+FIGURES: dict[str, tuple[tuple[tuple[str, ...], ...], tuple[float, float], Drawer]] = {
+    name: (needs, size, _DRAWERS[name]) for name, (needs, size) in FIGURE_SPECS.items()}
 
 
 def make_figure(name: str, records: Records, context: Mapping[str, Any] | None = None, *,
@@ -717,23 +567,6 @@ def plot_all(records: Records, out_dir: str | Path, *, fmt: str = "png", context
             continue
         written.append(save_figure(fig, out / f"{name}.{fmt}", fmt=fmt))
     return written
-
-
-def run_context(path: str | Path, *, n: int | None = None) -> dict[str, Any]:
-    """Caption facts of a run folder from its ``config.json`` (or the search's ``search.json``):
-    ``attack`` (or the search's ``eval_attack``) and ``data``, at the top level or under ``config``."""
-    ctx: dict[str, Any] = {} if n is None else {"n": n}
-    folder = Path(path)
-    for name in ("config.json", "search.json"):
-        file = folder / name
-        if folder.is_dir() and file.is_file():
-            raw = json.loads(file.read_text(encoding="utf-8"))
-            for cfg in (raw.get("config") if isinstance(raw.get("config"), dict) else {}, raw):
-                ctx.setdefault("attack", cfg.get("attack") or cfg.get("eval_attack"))
-                ctx.setdefault("data", cfg.get("data"))
-                ctx = {k: v for k, v in ctx.items() if v is not None}
-            break
-    return ctx
 
 
 def plot_run(path: str | Path, out_dir: str | Path, fmt: str = "png") -> list[Path]:
