@@ -1,6 +1,6 @@
 """``robnet search STAGE``: the command-line front of :mod:`robnet.search`, shared with
-``fspkit search`` (which adds its FSP scorer and filter through the ``scorer``,
-``candidate_filter`` and ``plugin`` arguments of :func:`run_search`).
+``fspkit search`` (which pins its settings in the run folder through the ``plugin`` argument of
+:func:`run_search` and adds its FSP scorer and filter through ``hooks``).
 
 Config flags left out keep the run folder's config (so ``robnet search finetune --out RUN``
 continues a search started with ``--preset cpu-demo``); given flags that differ from the folder's
@@ -160,6 +160,12 @@ def run_search(args: argparse.Namespace, *, plugin: dict[str, Any] | None = None
     progress = not args.quiet
     with run_lock(folder, enabled=rank == 0):
         sd = SearchDir.open(folder, config, plugin=plugin, data_dir=args.data_dir, create=create, argv=argv)
+        if hooks is None and sd.plugin and args.stage in ("finetune", "all"):
+            # without the plugin's scorer and filter, the records would silently lack its fields
+            owner = next(iter(sd.plugin))
+            raise ValueError(f"{folder} holds a search made by `{owner} search` (its settings: "
+                             f"{', '.join(sorted(sd.plugin))}); `{prog} search {args.stage}` cannot add them to the "
+                             f"candidates. Hint: continue it with `{owner} search {args.stage} --out {folder}`")
         scorer, candidate_filter = hooks(sd.plugin) if hooks is not None else (None, None)
         if args.stage in ("supernet", "all"):
             supernet_stage(sd, device=device, progress=progress)

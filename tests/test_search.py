@@ -221,6 +221,7 @@ def test_records_are_readable_by_load_records_and_pandas(reference):
 # ----------------------------------------------------------------------------- resumption
 
 
+@pytest.mark.slow
 def test_a_torn_last_line_is_tolerated_and_redone(trained, reference, tmp_path):
     ref_records = (reference / "records.rank0.jsonl").read_text().splitlines(keepends=True)
     ref_scores = (reference / "scores.rank0.jsonl").read_text().splitlines(keepends=True)
@@ -298,6 +299,7 @@ def test_sigkill_at_random_moments_then_rerun(trained, reference, tmp_path):
 # ----------------------------------------------------------------------------- plugging in
 
 
+@pytest.mark.slow
 def test_a_candidate_filter_and_a_scorer_plug_into_the_finetune_stage(trained, reference, tmp_path):
     run = _copy(trained, tmp_path / "filtered")
     sd = SearchDir.open(run, None, create=False, argv=["test"])
