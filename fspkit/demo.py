@@ -90,6 +90,7 @@ def run_study(out_dir: str | Path, *, preset: str = "cpu-demo", data: str | None
         seed: the analysis's seed (bootstrap, t-SNE); the search's own seed is in its config.
         overrides: further ``fspkit search`` flags, e.g. ``{"candidates": 12, "supernet_epochs": 1}``.
     """
+    from robnet.distributed import resolve_device
     from robnet.results import write_json
     from robnet.search_cli import run_search
 
@@ -117,7 +118,7 @@ def run_study(out_dir: str | Path, *, preset: str = "cpu-demo", data: str | None
     md, html = write_report(out, report=report, figures=figures, context=context,
                             records_path=str(run_dir.relative_to(out)), stats_path="stats.json",
                             extra={"preset": preset, "wall_seconds": seconds, "seed": seed,
-                                   "device": device or "default", "command": _command(preset, data, out)})
+                                   "device": str(resolve_device(device)), "command": _command(preset, data, out)})
     return StudyOutputs(run_dir, stats_json, figures, md, html, report, seconds)
 
 
