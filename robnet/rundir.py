@@ -133,8 +133,8 @@ def config_diff(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list
     a = _flatten(json.loads(json.dumps(to_jsonable(recorded))))
     b = _flatten(json.loads(json.dumps(to_jsonable(current))))
     missing = NOT_SET
-    return [(k, a.get(k, missing), b.get(k, missing)) for k in sorted(set(a) | set(b))
-            if a.get(k, missing) != b.get(k, missing)]
+    keys = [*a, *(k for k in b if k not in a)]  # the recorded config's order, then new keys
+    return [(k, a.get(k, missing), b.get(k, missing)) for k in keys if a.get(k, missing) != b.get(k, missing)]
 
 
 # ----------------------------------------------------------------------------- the lock
@@ -320,6 +320,9 @@ class RunDir:
         folder = Path(path)
         if folder.exists() and not folder.is_dir():
             raise ValueError(f"run folder {folder} is a file: give a folder for --out")
+        if mode == "resume" and not folder.exists():
+            raise ValueError(f"nothing to resume: run folder {folder} does not exist. Hint: drop --resume to start "
+                             "a run")
         folder.mkdir(parents=True, exist_ok=True)
         fd = _lock_and_clean(folder)
         try:

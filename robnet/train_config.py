@@ -284,5 +284,5 @@ def run_settings(config: TrainConfig, arch: str | Mapping[str, Any], train_data:
     """The config a training run folder records and compares on resume: the recipe, the model
     (normalized arch) and the data (:func:`data_fingerprint` plus the caller's ``data_options``,
     e.g. the CLI's ``--subset`` and ``--val-size``)."""
-    data = {**data_fingerprint(train_data, val_data), **(data_options or {})}
-    return {"train": asdict(config), "arch": normalize_arch(arch), "data": data}
+    data = {**(data_options or {}), **data_fingerprint(train_data, val_data)}  # options first: named first
+    return {"data": data, "arch": normalize_arch(arch), "train": asdict(config)}

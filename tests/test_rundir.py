@@ -96,18 +96,22 @@ def test_resume_appends_and_compares_the_config(tmp_path):
         assert run.mode == "resume" and run.resumed_from_record
     assert [i["argv"] for i in _record(tmp_path)["invocations"]] == [["a"], ["a", "--resume"]]
     changed = {"train": {"lr": 0.2, "epochs": 3}, "data": {"name": "digits", "subset": 96}, "model": "x"}
-    with pytest.raises(ValueError, match=rf"^cannot resume {tmp_path}: the config differs in data\.subset \(None "
-                       r"recorded, 96 now\), model \(<not set> recorded, 'x' now\), train\.lr \(0\.1 recorded, 0\.2 "
-                       r"now\)\. Hint: resume with the recorded settings \(see run\.json\)"):
+    with pytest.raises(ValueError, match=rf"^cannot resume {tmp_path}: the config differs in train\.lr \(0\.1 "
+                       r"recorded, 0\.2 now\), data\.subset \(None recorded, 96 now\), model \(<not set> recorded, "
+                       r"'x' now\)\. Hint: resume with the recorded settings \(see run\.json\)"):
         _open(tmp_path, "resume", config=changed)
     assert len(_record(tmp_path)["invocations"]) == 2  # a refused invocation is not recorded
     many = {"train": {f"k{i}": i for i in range(6)}}  # 4 keys named, the other 6 counted
-    with pytest.raises(ValueError, match=r"train\.k0 \(<not set> recorded, 0 now\) and 6 more\. Hint"):
+    with pytest.raises(ValueError, match=r"data\.subset \(None recorded, <not set> now\) and 6 more\. Hint"):
         _open(tmp_path, "resume", config=many)
     with pytest.raises(ValueError, match=r"it holds a 'train' run, not a 'search' run"):
         RunDir.open(tmp_path, kind="search", config=CONFIG, mode="resume")
-    with pytest.raises(ValueError, match=rf"^nothing to resume: run folder {tmp_path / 'none'} holds no run"):
+    with pytest.raises(ValueError, match=rf"^nothing to resume: run folder {tmp_path / 'none'} does not exist"):
         _open(tmp_path / "none", "resume")
+    assert not (tmp_path / "none").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=rf"^nothing to resume: run folder {tmp_path / 'empty'} holds no run"):
+        _open(tmp_path / "empty", "resume")
 
 
 def test_resume_of_a_folder_without_record_warns_and_records(tmp_path, caplog):
@@ -229,7 +233,7 @@ def test_run_lock(tmp_path):
 def test_config_diff():
     a = {"t": {"lr": 0.1, "sizes": (1, 2), "x": float("nan")}, "gone": 1, "empty": {}}
     b = {"t": {"lr": 0.1, "sizes": [1, 2], "x": None, "new": {"deep": True}}, "empty": {}}
-    assert config_diff(a, b) == [("gone", 1, NOT_SET), ("t.new.deep", NOT_SET, True)]
+    assert config_diff(a, b) == [("gone", 1, NOT_SET), ("t.new.deep", NOT_SET, True)]  # recorded order first
     assert config_diff(a, a) == [] and repr(NOT_SET) == "<not set>"
 
 
