@@ -130,7 +130,7 @@ def run_search(args: argparse.Namespace, *, plugin: dict[str, Any] | None = None
     from robnet.distributed import setup_distributed
     from robnet.rundir import run_lock
     from robnet.search import finetune_stage, report_text, sample_stage, supernet_stage
-    from robnet.search_run import SearchDir
+    from robnet.search_run import SearchDir, check_split
 
     if args.stage not in STAGES:
         raise ValueError(f"unknown stage {args.stage!r}; expected one of {', '.join(STAGES)}")
@@ -147,8 +147,11 @@ def run_search(args: argparse.Namespace, *, plugin: dict[str, Any] | None = None
         sd = SearchDir.open(run_dir, config, plugin=plugin, data_dir=args.data_dir, create=False, argv=argv)
         print(report_text(sd, top=args.top))
         return 0
-    rank, _world, device = setup_distributed(args.device)
+    rank, world, device = setup_distributed(args.device)
     create = args.stage in ("supernet", "all", "sample")
+    needs_data = args.stage in ("supernet", "all", "finetune")
+    if needs_data and config is not None:
+        check_split(config, args.data_dir, world_size=world)  # before the folder pins a config its data refuses
     folder = Path(run_dir)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"run folder {folder} is a file: give a folder for --out")
@@ -160,6 +163,8 @@ def run_search(args: argparse.Namespace, *, plugin: dict[str, Any] | None = None
     progress = not args.quiet
     with run_lock(folder, enabled=rank == 0):
         sd = SearchDir.open(folder, config, plugin=plugin, data_dir=args.data_dir, create=create, argv=argv)
+        if needs_data and config is None:
+            check_split(sd.config, sd.data_dir, world_size=world)
         if hooks is None and sd.plugin and args.stage in ("finetune", "all"):
             # without the plugin's scorer and filter, the records would silently lack its fields
             owner = next(iter(sd.plugin))

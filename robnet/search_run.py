@@ -27,7 +27,7 @@ from .distributed import dist_info
 from .loader import train_val_split
 from .search_config import SearchConfig
 
-__all__ = ["SearchDir", "load_split", "records_path", "scores_path"]
+__all__ = ["SearchDir", "check_split", "load_split", "records_path", "scores_path"]
 
 CONFIG_FILE = "search.json"
 CANDIDATES_FILE = "candidates.json"
@@ -70,6 +70,32 @@ def load_split(config: SearchConfig, data_dir: str | None = None) -> tuple[Array
         _SPLITS.clear()
         _SPLITS[key] = train_val_split(data, val_size=val_size, seed=config.seed)
     return _SPLITS[key]
+
+
+def check_split(config: SearchConfig, data_dir: str | None = None, *, world_size: int = 1) -> None:
+    """Refuse, before anything is trained or written, a config that its data cannot satisfy.
+
+    Checks the supernet recipe (sharded over ``world_size`` processes) and the finetuning recipe
+    (one candidate per process) against the training part, and ``eval_samples`` against the
+    validation split: otherwise the last two surface only when the first candidate is
+    evaluated, after the supernet has trained.
+
+    Raises:
+        ValueError: too few training images for a batch, Cutout or crop padding larger than the
+            images, more evaluation samples than the validation split, a missing dataset.
+    """
+    from .train_config import check_training_data
+
+    train, val = load_split(config, data_dir)
+    for what, recipe, world in (("supernet", config.supernet, world_size), ("finetune", config.finetune, 1)):
+        try:
+            check_training_data(recipe, train, world_size=world)
+        except ValueError as e:
+            raise ValueError(f"the search's {what} recipe cannot train on its {len(train)} training images: "
+                             f"{e}") from e
+    if config.eval_samples is not None and config.eval_samples > len(val):
+        raise ValueError(f"eval_samples {config.eval_samples} is larger than the validation split ({len(val)} "
+                         "images). Hint: lower --eval-samples, or raise --val-size / --subset")
 
 
 class SearchDir:
