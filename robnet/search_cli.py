@@ -142,9 +142,12 @@ def run_search(args: argparse.Namespace, *, plugin: dict[str, Any] | None = None
     if args.top < 1:
         raise ValueError(f"--top must be >= 1, got {args.top}")
     config = config_from_args(args)
-    argv = [prog, "search", *sys.argv[2:]]
+    # the invocation as given to main(argv) (set by cli_common.main_entry), else the process's own
+    given = getattr(args, "argv", None)
+    argv = [prog, *given] if given is not None else [prog, "search", *sys.argv[2:]]
     if args.stage == "report":
-        sd = SearchDir.open(run_dir, config, plugin=plugin, data_dir=args.data_dir, create=False, argv=argv)
+        sd = SearchDir.open(run_dir, config, plugin=plugin, data_dir=args.data_dir, create=False, argv=argv,
+                            record=False)
         print(report_text(sd, top=args.top))
         return 0
     rank, world, device = setup_distributed(args.device)

@@ -114,11 +114,14 @@ class SearchDir:
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, path: str | Path, config: SearchConfig | None, *, plugin: dict[str, Any] | None = None,
-             data_dir: str | None = None, create: bool, argv: list[str] | None = None) -> SearchDir:
+             data_dir: str | None = None, create: bool, argv: list[str] | None = None,
+             record: bool = True) -> SearchDir:
         """Open (or with ``create``, make) the run folder ``path``.
 
         ``config=None`` takes the folder's own config. A given config (or plugin settings) that
-        differs from the folder's raises ``ValueError`` naming the fields.
+        differs from the folder's raises ``ValueError`` naming the fields. The invocation (``argv``)
+        is appended to ``search.json`` unless ``record`` is False (a read-only look, e.g. the report,
+        which must not pose as the search's last run).
         """
         run = Path(path)
         cfg_file = run / CONFIG_FILE
@@ -140,7 +143,7 @@ class SearchDir:
                 raise ValueError(f"{run} holds a search made with other settings: {'; '.join(diffs[:4])}. "
                                  "Hint: use another --out")
             sd = cls(run, folder_cfg, folder_plugin, data_dir)
-            if rank == 0:
+            if rank == 0 and record:
                 stored.setdefault("invocations", []).append(_invocation(argv))
                 results.write_json(cfg_file, stored)
             _barrier()

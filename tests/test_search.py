@@ -240,11 +240,18 @@ def test_a_torn_last_line_is_tolerated_and_redone(trained, reference, tmp_path):
     assert [r["id"] for r in _lines(run, "scores")] == list(range(N))
 
 
-def test_a_finished_search_reruns_as_a_no_op(reference, tmp_path):
+def test_a_finished_search_reruns_as_a_no_op(trained, reference, tmp_path):
     run = _copy(reference, tmp_path / "again")
     before = {f.name: f.read_bytes() for f in run.glob("*.jsonl")}
     assert robnet_main(["search", "finetune", "--out", str(run), "--quiet"]) == 0
     assert {f.name: f.read_bytes() for f in run.glob("*.jsonl")} == before
+    # every invocation is recorded as given, with its process count
+    invocations = json.loads((run / "search.json").read_text())["invocations"]
+    assert [i["argv"] for i in invocations] == [["robnet", "search", "supernet", *TINY, "--out", str(trained)],
+                                                 ["robnet", "search", "sample", "--out", str(trained), "--quiet"],
+                                                 ["robnet", "search", "finetune", "--out", str(reference), "--quiet"],
+                                                 ["robnet", "search", "finetune", "--out", str(run), "--quiet"]]
+    assert {i["world_size"] for i in invocations} == {1}
 
 
 def _popen(run: Path, log: Path) -> subprocess.Popen:
@@ -349,14 +356,20 @@ def test_a_report_on_a_partial_run_shows_progress_and_eta(trained, reference, tm
     shutil.copy(reference / "scores.rank0.jsonl", run)
     ref_records = (reference / "records.rank0.jsonl").read_text().splitlines(keepends=True)
     records_path(run, 0).write_text("".join(ref_records[:2]))
+    # the search was last run by 4 processes: the ETA divides the remaining work among them
+    stored = json.loads((run / "search.json").read_text())
+    stored["invocations"].append({**stored["invocations"][-1], "world_size": 4})
+    (run / "search.json").write_text(json.dumps(stored))
+    before = (run / "search.json").read_bytes()
     assert robnet_main(["search", "report", str(run)]) == 0
+    assert (run / "search.json").read_bytes() == before  # a report writes nothing
     text = capsys.readouterr().out
     per_finetune = sum(json.loads(line)["seconds_finetune"] for line in ref_records[:2]) / 2
-    eta = per_finetune * (N - 2)
+    eta = per_finetune * (N - 2) / 4
     eta_text = f"{eta:.0f} s" if eta < 90 else f"{eta / 60:.1f} min"
     assert "supernet   1/1 epochs\n" in text
     assert f"scored     {N}/{N}\n" in text and f"finished   2/{N}\n" in text
-    assert f"ETA        {eta_text} at 1 process(es)\n" in text
+    assert f"ETA        {eta_text} at 4 process(es)\n" in text
     assert "top 2 by PGD accuracy after finetuning" in text
     best = max(_lines(run), key=lambda r: (r["pgd_acc"], -r["id"]))
     assert f"robnet train --model robnet_large --genotype '{best['genotype']}' --C 4 --layers 3 --data digits" in text

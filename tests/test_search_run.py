@@ -139,3 +139,27 @@ def test_supernet_not_trained_yet(tmp_path):
     with pytest.raises(ValueError, match=re.escape(f"{tmp_path}: the supernet is not trained yet. Hint: run `robnet "
                                                    f"search supernet --out {tmp_path}`")):
         sd.load_supernet(device=torch.device("cpu"))
+
+
+def test_a_read_only_open_records_nothing(tmp_path):
+    _open(tmp_path, _cfg())
+    before = (tmp_path / "search.json").read_bytes()
+    sd = _open(tmp_path, None, create=False, record=False)
+    assert sd.config == _cfg() and (tmp_path / "search.json").read_bytes() == before
+
+
+def test_check_split_refuses_what_the_data_cannot_satisfy():
+    from robnet.search_run import check_split
+
+    check_split(_cfg(subset=200, val_size=64, eval_samples=64))
+    with pytest.raises(ValueError, match=re.escape("eval_samples 65 is larger than the validation split (64 images). "
+                                                   "Hint: lower --eval-samples, or raise --val-size / --subset")):
+        check_split(_cfg(subset=200, val_size=64, eval_samples=65))
+    big_finetune = dataclasses.replace(_cfg().finetune, batch_size=160)
+    with pytest.raises(ValueError, match=re.escape("the search's finetune recipe cannot train on its 136 training "
+                                                   "images: training set of 136 images gives no full batch of 160")):
+        check_split(_cfg(subset=200, val_size=64, finetune=big_finetune))
+    # the supernet's global batch is sharded over the processes
+    with pytest.raises(ValueError, match=re.escape("the search's supernet recipe cannot train on its 136 training "
+                                                   "images: global batch 64 is not divisible by 3 processes")):
+        check_split(_cfg(subset=200, val_size=64), world_size=3)
