@@ -141,8 +141,12 @@ def _score_candidate(sd: SearchDir, supernet: Any, cand: dict[str, Any], batches
 
 def _finetune_candidate(sd: SearchDir, supernet: Any, scored: dict[str, Any], batches: Sequence[Any],
                         device: torch.device, scorer: Scorer | None, progress: bool) -> dict[str, Any]:
-    """Second pass: K epochs of PGD finetuning from the inherited weights, then evaluation."""
-    from .train import finetune
+    """Second pass: K epochs of PGD finetuning from the inherited weights, then evaluation.
+
+    A candidate whose finetuning diverges is recorded with null accuracies and the reason: one
+    such candidate must not stop a search of 1,000 (and stop it again at every rerun).
+    """
+    from .train import TrainingDiverged, finetune
 
     cfg = sd.config
     genotype = Genotype.parse(scored["genotype"])
@@ -151,7 +155,13 @@ def _finetune_candidate(sd: SearchDir, supernet: Any, scored: dict[str, Any], ba
     train_part, _ = sd.split()
     ft_config = _replace_seed(cfg.finetune, seed)
     t0 = time.perf_counter()
-    finetune(model, train_part, epochs=cfg.finetune.epochs, config=ft_config, device=device, progress=progress)
+    try:
+        finetune(model, train_part, epochs=cfg.finetune.epochs, config=ft_config, device=device, progress=progress)
+    except TrainingDiverged as err:
+        log.warning("candidate %d: %s; recorded without finetuned accuracies", scored["id"], err)
+        reason = f"finetuning diverged in epoch {err.epoch}: {err.what} (lr {err.lr:.4g})"
+        return {**scored, "clean_acc": None, "pgd_acc": None, "filtered_out": False, "clean_acc_missing": reason,
+                "pgd_acc_missing": reason, "seconds_finetune": time.perf_counter() - t0}
     seconds_ft = time.perf_counter() - t0
     attack = parse_attack(cfg.eval_attack)
     clean, adv, _ = _evaluate(model, batches, attack, seed, device)

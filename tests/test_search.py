@@ -159,13 +159,14 @@ def validate(record: dict[str, Any], schema: dict[str, Field]) -> list[str]:
     stats = genotype_stats(g)
     errors += [f"{k}: {record[k]!r} disagrees with the genotype ({stats[k]!r})" for k in
                ("bits", "density", "convs", "direct_convs") if record[k] != stats[k]]
-    if record["filtered_out"]:
-        if record["clean_acc"] is not None or record["pgd_acc"] is not None or "seconds_finetune" in record:
-            errors.append("filtered_out: a filtered candidate has finetuned results")
-        if "clean_acc_missing" not in record or "pgd_acc_missing" not in record:
-            errors.append("filtered_out: no reason given for the null accuracies")
-    elif record["clean_acc"] is None or record["pgd_acc"] is None or "seconds_finetune" not in record:
-        errors.append("filtered_out: a finetuned candidate without finetuned results")
+    for acc in ("clean_acc", "pgd_acc"):  # null only with a reason (filtered out, or finetuning diverged)
+        if (record[acc] is None) != (f"{acc}_missing" in record):
+            errors.append(f"{acc}: {record[acc]!r} with {acc}_missing {record.get(f'{acc}_missing')!r}")
+    if record["filtered_out"] and (record["clean_acc"] is not None or record["pgd_acc"] is not None
+                                   or "seconds_finetune" in record):
+        errors.append("filtered_out: a filtered candidate has finetuned results")
+    if not record["filtered_out"] and "seconds_finetune" not in record:
+        errors.append("seconds_finetune: missing for a candidate that was not filtered out")
     return errors
 
 
@@ -180,8 +181,11 @@ def test_the_schema_checker_finds_bad_records(reference):
     assert validate({**good, "extra": 1}, SCHEMA) == ["extra: not in the schema"]
     assert validate({**good, "density": 0.5}, SCHEMA) == [f"density: 0.5 disagrees with the genotype "
                                                           f"({good['density']!r})"]
-    assert validate({**good, "pgd_acc": None}, SCHEMA) == ["filtered_out: a finetuned candidate without "
-                                                           "finetuned results"]
+    assert validate({**good, "pgd_acc": None}, SCHEMA) == ["pgd_acc: None with pgd_acc_missing None"]
+    assert validate({**good, "filtered_out": True}, SCHEMA) == ["filtered_out: a filtered candidate has finetuned "
+                                                                "results"]
+    assert validate({k: v for k, v in good.items() if k != "seconds_finetune"}, SCHEMA) == [
+        "seconds_finetune: missing for a candidate that was not filtered out"]
 
 
 def test_records_validate_against_the_schema(reference):
@@ -346,6 +350,35 @@ def test_a_candidate_filter_and_a_scorer_plug_into_the_finetune_stage(trained, r
                             "clean_acc_missing": reason, "pgd_acc_missing": reason}
             assert "probe_after_finetune" not in r
     assert "3 filtered out before finetuning" in report_text(sd)
+
+
+@pytest.mark.slow
+def test_a_diverged_candidate_is_recorded_and_the_search_goes_on(trained, reference, tmp_path, monkeypatch, caplog):
+    import robnet.train
+    from robnet.train import TrainingDiverged
+
+    run = _copy(trained, tmp_path / "diverged")
+    real = robnet.train.finetune
+    victim = results.derive_seed(0, "candidate", 3) % 2**31  # candidate 3's finetuning seed
+
+    def finetune(model, data, *, config, **kwargs):
+        if config.seed == victim:
+            raise TrainingDiverged(epoch=1, what="the training loss became nan", lr=0.02)
+        return real(model, data, config=config, **kwargs)
+
+    monkeypatch.setattr(robnet.train, "finetune", finetune)
+    with caplog.at_level("WARNING", logger="robnet.search"):
+        assert robnet_main(["search", "finetune", "--out", str(run), "--quiet"]) == 0
+    assert "candidate 3: training diverged in epoch 1: the training loss became nan" in caplog.text
+    records = _lines(run)
+    assert [r["id"] for r in records] == list(range(N))
+    assert all(validate(r, SCHEMA) == [] for r in records)
+    reason = "finetuning diverged in epoch 1: the training loss became nan (lr 0.02)"
+    ref = _stable(_lines(reference))
+    mine = _stable(records)
+    assert mine[3] == {**ref[3], "clean_acc": None, "pgd_acc": None, "clean_acc_missing": reason,
+                       "pgd_acc_missing": reason}
+    assert all(mine[i] == ref[i] for i in range(N) if i != 3)
 
 
 # ----------------------------------------------------------------------------- the report
