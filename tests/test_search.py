@@ -223,6 +223,21 @@ def test_records_are_readable_by_load_records_and_pandas(reference):
     assert list(frame["genotype"]) == [r["genotype"] for r in loaded]
 
 
+@pytest.mark.slow
+def test_a_cell_free_search_end_to_end(tmp_path, capsys):
+    run = tmp_path / "free"
+    assert robnet_main(["search", "all", *TINY, "--candidates", "3", "--cell-free", "--out", str(run)]) == 0
+    records = _lines(run)
+    assert [r["id"] for r in records] == [0, 1, 2]
+    for r in records:
+        assert validate(r, SCHEMA) == [], r["id"]
+        g = Genotype.parse(r["genotype"])
+        assert g.cell_free and g.num_convs() == [r["budget"]] * 3 and r["convs"] == r["budget"]
+        net = build_robnet(g, C=4, layers=3, in_channels=1, num_classes=10)
+        assert (r["params"], r["flops"]) == (count_params(net), count_flops(net, (1, 8, 8)))
+    assert "robnet train --model robnet_free --genotype 'free: " in capsys.readouterr().out
+
+
 # ----------------------------------------------------------------------------- resumption
 
 
