@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # ours
     cfg = TrainConfig(batch_size=args.batch_size, compile=args.compile,
-                      amp=False if args.no_amp else None)
-    amp = (cfg.amp if cfg.amp is not None else device.type == "cuda")
+                      amp=device.type == "cuda" and not args.no_amp)  # TrainConfig.amp is a plain bool now
+    amp = cfg.amp
     ours = copy.deepcopy(base).to(device).to(memory_format=torch.channels_last).train()
     opt_ours = torch.optim.SGD(param_groups(ours, cfg.weight_decay), lr=0.1, momentum=0.9)
     net: nn.Module = torch.compile(ours) if args.compile else ours  # type: ignore[assignment]
