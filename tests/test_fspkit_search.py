@@ -183,7 +183,7 @@ def test_fspkit_search_records_validate_and_the_filter_keeps_the_smallest_half(f
 def test_fsp_lists_are_per_cell_in_network_order(fsp_run):
     """Rebuild one candidate's first pass (inherited weights, BN recalibrated as the search does) and
     score each cell on its own: the recorded list is cells.0, cells.1, cells.2 in that order."""
-    sd = SearchDir.open(fsp_run, None, create=False, argv=["test"])
+    sd = SearchDir.open(fsp_run, None, create=False, record=False)
     cfg = sd.config
     rec = _lines(fsp_run)[1]
     seed = results.derive_seed(cfg.seed, "candidate", rec["id"])

@@ -194,7 +194,7 @@ def test_records_validate_against_the_schema(reference):
     for r in records:
         assert validate(r, SCHEMA) == [], r["id"]
     stored = json.loads((reference / "search.json").read_text())
-    cfg = SearchDir.open(reference, None, create=False, argv=["test"]).config
+    cfg = SearchDir.open(reference, None, create=False, record=False).config
     candidates = json.loads((reference / "candidates.json").read_text())["candidates"]
     for r in records:
         g = Genotype.parse(r["genotype"])
@@ -434,7 +434,7 @@ def test_a_report_on_a_partial_run_shows_progress_and_eta(trained, reference, tm
 def test_the_reports_train_command_runs(reference, tmp_path, capsys):
     from robnet import checkpoint
 
-    text = report_text(SearchDir.open(reference, None, create=False, argv=["test"]))
+    text = report_text(SearchDir.open(reference, None, create=False, record=False))
     command = next(line.strip() for line in text.splitlines() if line.strip().startswith("robnet train "))
     argv = shlex.split(command)[1:]
     argv[argv.index("--out") + 1] = str(tmp_path / "best")
