@@ -379,7 +379,8 @@ def report_paper_estimate(t: StepTimes, cpu_check: dict[str, float], sd: SearchD
           "checkpoints and extract() free (GPU-resident data; extract is milliseconds at cpu-demo size); a candidate "
           f"epoch costs a supernet epoch (weight-sharing ratio 1.00x, bench_supernet.md); {p.bn_batches} BN batches "
           f"= {p.bn_batches} forwards of 256; one PGD-7 evaluation pass = {math.ceil(val_n / p.eval_batch_size)} "
-          f"batches of {p.eval_batch_size}; an FSP pass costs an evaluation pass")
+          f"batches of {p.eval_batch_size}; an FSP pass costs an evaluation pass; the proxies are not counted (a few % "
+          "of an evaluation pass on the cpu-demo)")
     print("\n| part | formula | one GPU, hours | range (fastest-slowest step), hours |")
     print("|---|---|---:|---:|")
     print(f"| supernet ({p.supernet.epochs} epochs) | {p.supernet.epochs} x {steps_128} x {s128:.3f} s | "
