@@ -242,7 +242,7 @@ def estimate_params(arch: ArchLike) -> int:
     other zoo models are built on the meta device (no memory) and counted.
     """
     norm = normalize_arch(arch)
-    if "genotype" in norm:
+    if "name" not in norm:  # a genotype arch (a zoo name may also carry a genotype override: below)
         return robnet_num_params(norm["genotype"], **{k: v for k, v in norm.items() if k != "genotype"})
     overrides = {k: v for k, v in norm.items() if k not in ("name", "num_classes")}
     macro = zoo.robnet_macro(norm["name"])

@@ -144,3 +144,15 @@ def test_arch_from_model_reads_the_public_properties(tiny_robnet) -> None:
     odd = RobNet("11 " * 13 + "11", C=4, layers=3, stem_multiplier=2)
     with pytest.raises(ValueError, match=r"RobNet with stem width 8 != 3\*C=12 cannot be described"):
         A.arch_from_model(odd)
+
+
+def test_estimate_params_of_a_zoo_name_with_a_genotype_override():
+    """Before: the named arch's 'name' reached robnet_num_params (TypeError), so `robnet train --model
+    robnet_large --genotype ...` failed when it saved its first checkpoint."""
+    from robnet import build_model
+    from robnet.arch import estimate_params
+
+    arch = {"name": "robnet_large", "genotype": "01 10 10 10 01 10 01 01 11 10 10 00 11 01", "C": 4, "layers": 3,
+            "in_channels": 1}
+    model = build_model("robnet_large", genotype=arch["genotype"], C=4, layers=3, in_channels=1)
+    assert estimate_params(arch) == sum(p.numel() for p in model.parameters())
