@@ -153,7 +153,7 @@ class SearchConfig:
 def _cpu_demo() -> dict[str, Any]:
     # Sized to finish end to end in a few minutes on 2 CPU cores with >= 30 finetuned candidates,
     # on the embedded 8x8 digits (eps 0.1 as in the robnet demo; 3 cells: 8x8 -> 4x4 -> 2x2).
-    supernet = TrainConfig(epochs=10, warmup_epochs=1, batch_size=64, lr=0.1, warmup_lr=0.02, eps=0.1,
+    supernet = TrainConfig(epochs=30, warmup_epochs=2, batch_size=64, lr=0.1, warmup_lr=0.02, eps=0.1,
                            step_size=0.025, attack_steps=5, crop_padding=1, flip=False, val_attack_steps=5)
     finetune = TrainConfig(epochs=1, warmup_epochs=0, batch_size=64, lr=0.02, min_lr=0.001, eps=0.1,
                            step_size=0.025, attack_steps=5, crop_padding=1, flip=False, val_attack_steps=5)
@@ -165,7 +165,7 @@ def _cpu_demo() -> dict[str, Any]:
 
 PRESETS: dict[str, str] = {
     "paper": "C=36, 20 cells, 300 supernet epochs, 1,000 candidates, 3-epoch finetune, CIFAR-10, PGD-7 8/255",
-    "cpu-demo": "C=4, 3 cells, digits (8x8), 10 supernet epochs, 45 candidates (budgets 4, 7, 10), 1-epoch finetune, "
+    "cpu-demo": "C=4, 3 cells, digits (8x8), 30 supernet epochs, 45 candidates (budgets 4, 7, 10), 1-epoch finetune, "
                 "PGD-7 eps 0.1",
     "small": "paper, with 7 sep-convs per cell (RobNet-small's budget)",
     "medium": "paper, with 10 sep-convs per cell (RobNet-medium's budget)",
