@@ -187,6 +187,9 @@ def preset_config(name: str, **overrides: Any) -> SearchConfig:
     elif name in PAPER_BUDGETS:
         base = {"budget": PAPER_BUDGETS[name]}
     base.update(overrides)
+    if "seed" in overrides and "supernet" not in overrides:
+        # the supernet's data order and attack noise follow the search's seed (as the CLI does)
+        base["supernet"] = dataclasses.replace(base.get("supernet", _paper_supernet()), seed=overrides["seed"])
     return SearchConfig(**base)
 
 
