@@ -172,15 +172,18 @@ def _legend_below(ax: Axes, *, title: str | None = None, handles: list[Any] | No
 
 # --------------------------------------------------------------------------- Fig. 1 and Fig. 3
 def plot_params(records: Records, ax: Axes) -> Axes:
-    """Fig. 1: parameter count (millions) vs final PGD accuracy (%), one colour per conv budget."""
+    """Fig. 1: parameter count (millions; thousands when all are under 50k) vs final PGD accuracy (%),
+    one colour per conv budget."""
     rows = _with(records, "params", "pgd_acc")
-    x, y = stats.column(rows, "params") / 1e6, _pct(rows, "pgd_acc")
+    params = stats.column(rows, "params")
+    scale, unit = (1e6, "millions") if params.max() >= 5e4 else (1e3, "thousands")
+    x, y = params / scale, _pct(rows, "pgd_acc")
     keys, labels = series(rows)
     with plot_style():
         for key in sorted(labels, key=lambda k: (k is None, k or 0)):
             sel = np.array([k == key for k in keys])
             ax.scatter(x[sel], y[sel], s=16, alpha=0.75, linewidths=0, label=labels[key])
-        ax.set_xlabel("parameters (millions)")
+        ax.set_xlabel(f"parameters ({unit})")
         ax.set_ylabel("PGD accuracy after finetuning (%)")
         ax.set_title("Fig. 1: model size vs PGD accuracy")
         _legend(ax, title="sep-convs per cell" if len(labels) > 1 else None)

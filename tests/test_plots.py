@@ -153,6 +153,13 @@ def test_plot_params(ax):
     assert _legend_texts(ax) == ["budget 7", "budget 10"]
 
 
+def test_plot_params_in_thousands_for_small_networks(ax):
+    rows = [{**r, "params": r["params"] // 1000} for r in _table()]  # toy networks (the cpu-demo: ~10k)
+    plots.plot_params(rows, ax)
+    assert ax.get_xlabel() == "parameters (thousands)"
+    np.testing.assert_allclose(_scatters(ax)[0].get_offsets()[:, 0], [r["params"] / 1e3 for r in rows[:4]])
+
+
 def test_plot_params_leaves_out_unevaluated_candidates(ax):
     rows = _table()
     rows[0]["pgd_acc"] = None  # filtered out: no final accuracy
