@@ -330,9 +330,12 @@ def _proxy_note(rows: Records) -> str | None:
 
 def run_context(path: str | Path, *, n: int | None = None) -> dict[str, Any]:
     """Caption facts of a run folder from its ``config.json`` (or the search's ``search.json``):
-    ``attack`` (or the search's ``eval_attack``) and ``data``, at the top level or under ``config``."""
+    ``attack`` (or the search's ``eval_attack``) and ``data``, at the top level or under ``config``.
+    For a records file, the folder that holds it."""
     ctx: dict[str, Any] = {} if n is None else {"n": n}
     folder = Path(path)
+    if folder.is_file():
+        folder = folder.parent
     for name in ("config.json", "search.json"):
         file = folder / name
         if folder.is_dir() and file.is_file():
