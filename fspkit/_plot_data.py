@@ -1,6 +1,7 @@
 """The data half of ``fspkit.plots`` (import it from there): records and their columns, the conv-budget
-series, the groups of Fig. 7, the FSP filter's selection, caption text, the run's caption facts and
-which columns and size each figure of ``fspkit.plots.FIGURES`` has.
+series, the groups of Fig. 7, the FSP filter's selection, caption text, the run's caption facts,
+which columns and size each figure of ``fspkit.plots.FIGURES`` has and the ``main`` of the
+``figures/`` scripts (:func:`figure_script`).
 
 No matplotlib or seaborn here (only ``fspkit.plots`` imports them), so everything below is plain
 numpy on records and can be tested without a figure. Records are mappings with the search's columns
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -20,6 +21,8 @@ import numpy as np
 from . import stats
 
 if TYPE_CHECKING:
+    from argparse import ArgumentParser, Namespace
+
     from .study import StudyReport
 
 Records = Sequence[Mapping[str, Any]]
@@ -346,3 +349,52 @@ def run_context(path: str | Path, *, n: int | None = None) -> dict[str, Any]:
                 ctx = {k: v for k, v in ctx.items() if v is not None}
             break
     return ctx
+
+
+# --------------------------------------------------------------------------- figures/ scripts
+# A script's drawer: the records and the parsed options -> (a matplotlib Figure, the caption's n).
+ScriptDrawer = Callable[[list[dict[str, Any]], "Namespace"], tuple[Any, int]]
+
+
+def figure_script(argv: list[str] | None, *, doc: str, default_out: str, draw: ScriptDrawer,
+                  seed_help: str | None = None, extra_args: Callable[[ArgumentParser], None] | None = None) -> int:
+    """The ``main`` of a ``figures/`` script (``fspkit.plots.figure_script``).
+
+    Parses ``RESULTS [--out FILE]``, the options ``extra_args(parser)`` adds and, given ``seed_help``,
+    ``[--seed N]`` (default 0); loads the records (:func:`fspkit.study.load_records`), draws
+    ``draw(records, args)``, captions the figure from :func:`run_context`, saves it and prints its path.
+
+    Args:
+        argv: the command line without the program name (``None``: ``sys.argv[1:]``).
+        doc: the script's docstring; its first line is the ``--help`` description.
+        default_out: the default of ``--out``.
+        draw: ``(records, parsed options) -> (figure, number of candidates shown)``.
+        seed_help: the help of ``--seed``; ``None``: no ``--seed`` option.
+        extra_args: adds the script's own options to the parser (before ``--seed``).
+
+    Returns:
+        0, or 1 after printing ``error: ...`` on stderr (a ``ValueError`` or ``TypeError``).
+    """
+    import argparse
+    import sys
+
+    from .plots import add_caption, save_figure
+    from .study import load_records
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("results", help="run folder, .jsonl or .csv of candidate records")
+    parser.add_argument("--out", default=default_out, help="output file: .png, .pdf or .svg")
+    if extra_args is not None:
+        extra_args(parser)
+    if seed_help is not None:
+        parser.add_argument("--seed", type=int, default=0, help=seed_help)
+    args = parser.parse_args(argv)
+    try:
+        records = load_records(args.results)
+        fig, n = draw(records, args)
+        add_caption(fig, run_context(args.results, n=len(records)), n=n)
+        print(save_figure(fig, args.out))
+    except (ValueError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -42,20 +42,25 @@ __all__ = [
 ]
 
 
-def _check_map(t: object, what: str) -> torch.Tensor:
+_MAP, _MAP_HINT = "(N, C, H, W)", "FSP is defined for convolutional feature maps; capture a cell/block output."
+_GRAM, _GRAM_HINT = "(N, m, n)", "pass fsp_matrix(...) outputs; add a batch dim with g.unsqueeze(0)."
+
+
+def _check_tensor(t: object, what: str, layout: str, hint: str) -> torch.Tensor:
+    """``t`` if it is a floating-point tensor with as many dims as ``layout`` names (``(N, m, n)``: 3)."""
+    dims = layout.count(",") + 1
     if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{what} must be a torch.Tensor of shape (N, C, H, W), got {type(t).__name__}")
-    if t.dim() != 4:
-        raise ValueError(f"{what} must be 4-D (N, C, H, W), got shape {tuple(t.shape)}. "
-                         "Hint: FSP is defined for convolutional feature maps; capture a cell/block output.")
+        raise TypeError(f"{what} must be a torch.Tensor of shape {layout}, got {type(t).__name__}")
+    if t.dim() != dims:
+        raise ValueError(f"{what} must be {dims}-D {layout}, got shape {tuple(t.shape)}. Hint: {hint}")
     if not t.is_floating_point():
         raise TypeError(f"{what} must be a floating-point tensor, got dtype {t.dtype}")
     return t
 
 
 def _check_pair(f_in: object, f_out: object) -> tuple[torch.Tensor, torch.Tensor]:
-    a = _check_map(f_in, "f_in")
-    b = _check_map(f_out, "f_out")
+    a = _check_tensor(f_in, "f_in", _MAP, _MAP_HINT)
+    b = _check_tensor(f_out, "f_out", _MAP, _MAP_HINT)
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"f_in and f_out must have the same batch size, got {a.shape[0]} (f_in "
                          f"{tuple(a.shape)}) and {b.shape[0]} (f_out {tuple(b.shape)}). "
@@ -136,19 +141,8 @@ def fsp_matrix(f_in: torch.Tensor, f_out: torch.Tensor) -> torch.Tensor:
         return _gram(a, b)
 
 
-def _check_gram(t: object, what: str) -> torch.Tensor:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{what} must be a torch.Tensor of shape (N, m, n), got {type(t).__name__}")
-    if t.dim() != 3:
-        raise ValueError(f"{what} must be 3-D (N, m, n), got shape {tuple(t.shape)}. "
-                         "Hint: pass fsp_matrix(...) outputs; add a batch dim with g.unsqueeze(0).")
-    if not t.is_floating_point():
-        raise TypeError(f"{what} must be a floating-point tensor, got dtype {t.dtype}")
-    return t
-
-
 def _check_grams(g_a: object, g_b: object) -> tuple[torch.Tensor, torch.Tensor]:
-    a, b = _check_gram(g_a, "g_a"), _check_gram(g_b, "g_b")
+    a, b = _check_tensor(g_a, "g_a", _GRAM, _GRAM_HINT), _check_tensor(g_b, "g_b", _GRAM, _GRAM_HINT)
     if a.shape != b.shape:
         raise ValueError(f"g_a and g_b must have the same shape, got {tuple(a.shape)} and "
                          f"{tuple(b.shape)}. Hint: compare FSP matrices of the same cell on the same "
@@ -161,6 +155,14 @@ def _check_grams(g_a: object, g_b: object) -> tuple[torch.Tensor, torch.Tensor]:
 def _check_reduction(reduction: object) -> None:
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {', '.join(map(repr, _REDUCTIONS))}, got {reduction!r}")
+
+
+def _math_grams(g_a: object, g_b: object, reduction: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """The checked matrices (:func:`_check_grams`, after the reduction's check) in the math dtype."""
+    _check_reduction(reduction)
+    a, b = _check_grams(g_a, g_b)
+    dtype = _math_dtype(a, b)
+    return a.to(dtype), b.to(dtype)
 
 
 def _reduce(d: torch.Tensor, reduction: Reduction) -> torch.Tensor:
@@ -192,11 +194,9 @@ def fsp_distance(g_a: torch.Tensor, g_b: torch.Tensor, *, reduction: Reduction =
         ValueError: shapes differ or are not (N, m, n); unknown reduction; devices differ.
         TypeError: not floating-point tensors.
     """
-    _check_reduction(reduction)
-    g_a, g_b = _check_grams(g_a, g_b)
-    dtype = _math_dtype(g_a, g_b)
+    g_a, g_b = _math_grams(g_a, g_b, reduction)
     with _no_autocast(g_a.device):
-        d = (g_a.to(dtype) - g_b.to(dtype)).square().sum(dim=(1, 2))  # (N,)
+        d = (g_a - g_b).square().sum(dim=(1, 2))  # (N,)
         if normalize:
             d = d / (g_a.shape[1] * g_a.shape[2])
         return _reduce(d, reduction)
@@ -224,13 +224,10 @@ def fsp_relative_distance(g_a: torch.Tensor, g_b: torch.Tensor, *, reduction: Re
         ValueError: shapes differ or are not (N, m, n); unknown reduction; devices differ.
         TypeError: not floating-point tensors.
     """
-    _check_reduction(reduction)
-    g_a, g_b = _check_grams(g_a, g_b)
-    dtype = _math_dtype(g_a, g_b)
+    g_a, g_b = _math_grams(g_a, g_b, reduction)
     with _no_autocast(g_a.device):
-        a = g_a.to(dtype)
-        d = (a - g_b.to(dtype)).square().sum(dim=(1, 2))  # (N,)
-        return _reduce(d / a.square().sum(dim=(1, 2)), reduction)
+        d = (g_a - g_b).square().sum(dim=(1, 2))  # (N,)
+        return _reduce(d / g_a.square().sum(dim=(1, 2)), reduction)
 
 
 def fsp_pair_terms(f_in: torch.Tensor, f_out: torch.Tensor, *, split: int,

@@ -55,6 +55,7 @@ from ._plot_data import (
     _with,
     caption_text,
     direct_convs,
+    figure_script,
     run_context,
     series,
 )
@@ -67,10 +68,10 @@ if TYPE_CHECKING:
     from .study import StudyReport
 
 __all__ = [
-    "FIGURES", "FORMATS", "add_caption", "caption_text", "direct_convs", "make_figure", "new_figure", "plot_all",
-    "plot_density", "plot_direct_convs", "plot_filtering", "plot_finetune", "plot_finetune_hist", "plot_fsp_depth",
-    "plot_params", "plot_proxies", "plot_run", "plot_style", "plot_tsne", "plot_weights", "run_context",
-    "save_figure", "series",
+    "FIGURES", "FORMATS", "add_caption", "caption_text", "direct_convs", "figure_script", "make_figure", "new_figure",
+    "plot_all", "plot_density", "plot_direct_convs", "plot_filtering", "plot_finetune", "plot_finetune_hist",
+    "plot_fsp_depth", "plot_params", "plot_proxies", "plot_run", "plot_style", "plot_tsne", "plot_weights",
+    "run_context", "save_figure", "series",
 ]
 
 log = logging.getLogger(__name__)
