@@ -64,7 +64,7 @@ def test_a_folder_made_by_another_config_is_refused_naming_the_fields(tmp_path):
     many = _cfg(C=6, layers=4, candidates=5, seed=1, bn_batches=2)
     with pytest.raises(ValueError, match=re.escape(
             "another config: C (4 in the folder, 6 now); bn_batches (4 in the folder, 2 now); candidates (6 in the "
-            "folder, 5 now); layers (3 in the folder, 4 now); and 1 more. Hint")):
+            "folder, 5 now); layers (3 in the folder, 4 now); and 2 more. Hint")):  # seed, supernet.seed
         _open(tmp_path, many)
     with pytest.raises(ValueError, match=re.escape(f"{tmp_path} holds a search made with other settings: fspkit "
                                                    "(None in the folder, {'keep': 0.5} now). Hint: use another --out")):
