@@ -7,6 +7,7 @@ Each child joins a gloo process group on 127.0.0.1, runs one search stage on a r
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,10 @@ def supernet_worker(rank: int, world: int, port: int, run_dir: str, out: str, co
         except RuntimeError as err:
             error = str(err)
         _write(out, rank, {"seen": seen, "error": error})
+        if error:
+            # The stage stopped both ranks inside DDP training; tearing the process group down from
+            # there can abort gloo's threads (SIGABRT at exit). The result is written: leave now.
+            os._exit(0)
     finally:
         search.step_genotype = real
         _leave()
