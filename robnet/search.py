@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -220,7 +220,7 @@ def finetune_stage(sd: SearchDir, *, device: torch.device, scorer: Scorer | None
     missing = [c["id"] for c in candidates if c["id"] not in scored]
     if missing:
         raise ValueError(f"{len(missing)} candidates have no first-pass score after all ranks finished "
-                           f"(e.g. id {missing[0]}); rerun the same command to complete them")
+                         f"(e.g. id {missing[0]}); rerun the same command to complete them")
     ordered = [scored[c["id"]] for c in candidates]
     keep = candidate_filter(ordered) if candidate_filter is not None else {r["id"] for r in ordered}
 
@@ -242,11 +242,6 @@ def finetune_stage(sd: SearchDir, *, device: torch.device, scorer: Scorer | None
 
 def _with_provenance(sd: SearchDir, record: dict[str, Any], rank: int) -> dict[str, Any]:
     return {**record, "config_hash": sd.config_hash, "versions": results.versions(), "rank": rank}
-
-
-def attack_settings(config: SearchConfig) -> dict[str, Any]:
-    """The evaluation attack as recorded (the attack schema both CLIs use)."""
-    return {"spec": config.eval_attack, **asdict(parse_attack(config.eval_attack))}
 
 
 # --------------------------------------------------------------------------- sample / report
