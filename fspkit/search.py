@@ -83,14 +83,20 @@ class FSPScorer:
     def __call__(self, model: nn.Module, ctx: Any) -> dict[str, Any]:
         suffix = "_before_finetune" if ctx.stage == "before_finetune" else ""
         t0 = time.perf_counter()
-        report = score(model, ctx.batches, ctx.attack_fn("fsp-attack"), seed=ctx.seed)
+        # the adversarial batches of the search's own accuracy evaluation when it passes them (no
+        # second attack), else a fresh attack with its own seed
+        attack = ctx.replay_attack() if len(ctx.adversarial) else ctx.attack_fn("fsp-attack")
+        report = score(model, ctx.batches, attack, seed=ctx.seed)
         if ctx.device.type == "cuda":
             torch.cuda.synchronize(ctx.device)
         out: dict[str, Any] = {f"fsp{suffix}": report.fsp(), f"fsp_rel{suffix}": report.fsp_rel(),
                                f"fsp_scale{suffix}": report.fsp_scale(),
                                f"fsp_deep{suffix}": deep_fsp(report.fsp())}
         if suffix:
-            out["seconds_fsp"] = time.perf_counter() - t0
+            # the cost of FSP as a standalone filter: the attack (here shared with the accuracy
+            # evaluation when replayed) plus the fused scoring forward
+            replayed = ctx.adversarial_seconds if len(ctx.adversarial) else 0.0
+            out["seconds_fsp"] = time.perf_counter() - t0 + replayed
             if self.config.proxies:
                 x, y = ctx.batches[0]
                 k = min(len(x), self.config.proxy_batch)

@@ -63,11 +63,12 @@ def recalibrate_bn(model: nn.Module, batches: Batches, *, max_batches: int) -> i
 
 @dataclass(frozen=True)
 class AccuracyResult:
-    """Correct counts on one set of batches."""
+    """Correct counts on one set of batches (and, when asked for, the adversarial batches)."""
 
     clean_correct: int
     adv_correct: int
     n: int
+    adversarial: tuple[torch.Tensor, ...] = ()
 
     @property
     def clean_acc(self) -> float:
@@ -79,17 +80,22 @@ class AccuracyResult:
 
 
 def accuracy(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
-             attack: AttackFn) -> AccuracyResult:
+             attack: AttackFn, *, keep_adversarial: bool = False) -> AccuracyResult:
     """Clean and attacked accuracy of ``model`` in eval mode on ``batches`` (each sample once).
 
-    The attack runs in float32 (reported numbers: SPEC §3); the model's mode is restored.
+    The attack runs in float32 (reported numbers: SPEC §3); the model's mode is restored. With
+    ``keep_adversarial`` the adversarial batches are returned too (the search hands them to its
+    scorer, so the FSP distance needs no second attack).
     """
+    kept: list[torch.Tensor] = []
     clean = adv = n = 0
     with eval_mode(model):
         for x, y in batches:
             with torch.no_grad():
                 clean += int((model(x).argmax(1) == y).sum())
             x_adv = attack(model, x, y)
+            if keep_adversarial:
+                kept.append(x_adv.detach())
             with torch.no_grad():
                 logits = model(x_adv)
             if not torch.isfinite(logits).all():
@@ -99,7 +105,7 @@ def accuracy(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tenso
             n += y.numel()
     if n == 0:
         raise ValueError("accuracy: no samples to evaluate on")
-    return AccuracyResult(clean, adv, n)
+    return AccuracyResult(clean, adv, n, tuple(kept))
 
 
 def count_params(model: nn.Module) -> int:

@@ -62,6 +62,11 @@ class ScoreContext:
         seed: this candidate's seed (derive further seeds from it).
         device: where the network lives.
         candidate_id: the candidate's id.
+        adversarial: the adversarial batches the stage's accuracy evaluation of this network
+            made (one per batch; empty when not given); :meth:`replay_attack` hands them out, so
+            a scorer that needs adversarial inputs does not run the attack a second time.
+        adversarial_seconds: what that evaluation cost (the attack's share of a scorer's cost when
+            it replays the batches).
     """
 
     stage: str
@@ -70,6 +75,24 @@ class ScoreContext:
     seed: int
     device: torch.device
     candidate_id: int
+    adversarial: Sequence[torch.Tensor] = ()
+    adversarial_seconds: float = 0.0
+
+    def replay_attack(self) -> Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]:
+        """An attack that returns :attr:`adversarial`'s batches in order (one pass over
+        :attr:`batches`), checking that each call's input is the batch it was made from."""
+        if len(self.adversarial) != len(self.batches):
+            raise ValueError(f"replay_attack: {len(self.adversarial)} adversarial batches for {len(self.batches)} "
+                             "batches")
+        calls = iter(range(len(self.batches)))
+
+        def replay(_model: nn.Module, x: torch.Tensor, _y: torch.Tensor) -> torch.Tensor:
+            i = next(calls, None)
+            if i is None or x.shape != self.batches[i][0].shape or not torch.equal(x, self.batches[i][0]):
+                raise ValueError("replay_attack: called with other inputs than the context's batches, in order")
+            return self.adversarial[i]
+
+        return replay
 
     def attack_fn(self, key: str) -> Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]:
         gen = torch.Generator(device=self.device).manual_seed(results.derive_seed(self.seed, key))
@@ -104,13 +127,15 @@ def _eval_batches(sd: SearchDir, device: torch.device) -> list[tuple[torch.Tenso
 
 
 def _evaluate(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], attack: AttackConfig,
-              seed: int, device: torch.device) -> tuple[float, float, float]:
+              seed: int, device: torch.device, *, keep: bool) -> tuple[float, float, float, tuple[torch.Tensor, ...]]:
+    """(clean acc, attacked acc, seconds, adversarial batches if ``keep``) of the search's attack,
+    seeded from ``(seed, "eval-attack")``."""
     gen = torch.Generator(device=device).manual_seed(results.derive_seed(seed, "eval-attack"))
     t0 = time.perf_counter()
-    acc = accuracy(model, batches, make_attack(attack, generator=gen))
+    acc = accuracy(model, batches, make_attack(attack, generator=gen), keep_adversarial=keep)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return acc.clean_acc, acc.adv_acc, time.perf_counter() - t0
+    return acc.clean_acc, acc.adv_acc, time.perf_counter() - t0, acc.adversarial
 
 
 def _score_candidate(sd: SearchDir, supernet: Any, cand: dict[str, Any], batches: Sequence[Any],
@@ -125,14 +150,14 @@ def _score_candidate(sd: SearchDir, supernet: Any, cand: dict[str, Any], batches
     recalibrate_bn(model, train_loader, max_batches=cfg.bn_batches)
     seconds_inherit = time.perf_counter() - t0
     attack = parse_attack(cfg.eval_attack)
-    clean, adv, seconds = _evaluate(model, batches, attack, seed, device)
+    clean, adv, seconds, adversarial = _evaluate(model, batches, attack, seed, device, keep=scorer is not None)
     record: dict[str, Any] = {"id": cand["id"], **genotype_stats(genotype), "budget": cfg.budget_of(cand["id"]),
                               "params": count_params(model),
                               "flops": count_flops(model, tuple(batches[0][0].shape[1:])),
                               "clean_acc_before_finetune": clean, "pgd_acc_before_finetune": adv,
                               "seconds_pgd_before": seconds, "seed": seed}
     if scorer is not None:
-        ctx = ScoreContext(BEFORE, batches, attack, seed, device, cand["id"])
+        ctx = ScoreContext(BEFORE, batches, attack, seed, device, cand["id"], adversarial, seconds)
         record.update(scorer(model, ctx))
     record["seconds_inherit"] = seconds_inherit  # weight copy + BN recalibration
     record["seconds_first_pass"] = time.perf_counter() - t0  # all of the above, scorer included
@@ -164,10 +189,11 @@ def _finetune_candidate(sd: SearchDir, supernet: Any, scored: dict[str, Any], ba
                 "pgd_acc_missing": reason, "seconds_finetune": time.perf_counter() - t0}
     seconds_ft = time.perf_counter() - t0
     attack = parse_attack(cfg.eval_attack)
-    clean, adv, _ = _evaluate(model, batches, attack, seed, device)
+    clean, adv, seconds_eval, adversarial = _evaluate(model, batches, attack, seed, device, keep=scorer is not None)
     record = {**scored, "clean_acc": clean, "pgd_acc": adv, "filtered_out": False, "seconds_finetune": seconds_ft}
     if scorer is not None:
-        record.update(scorer(model, ScoreContext(AFTER, batches, attack, seed, device, scored["id"])))
+        record.update(scorer(model, ScoreContext(AFTER, batches, attack, seed, device, scored["id"], adversarial,
+                                                 seconds_eval)))
     return record
 
 

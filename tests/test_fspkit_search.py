@@ -195,7 +195,8 @@ def test_fsp_lists_are_per_cell_in_network_order(fsp_run):
     assert cfg.eval_samples is not None
     batches = list(DeviceLoader(val.subset(range(cfg.eval_samples)), batch_size=cfg.eval_batch_size, device=CPU))
     ctx = ScoreContext("before_finetune", batches, parse_attack(cfg.eval_attack), seed, CPU, rec["id"])
-    alone = [score(model, batches, ctx.attack_fn("fsp-attack"), cells=[f"cells.{k}"], seed=seed).fsp()[0]
+    # the search hands the scorer the adversarial batches of its accuracy evaluation ("eval-attack")
+    alone = [score(model, batches, ctx.attack_fn("eval-attack"), cells=[f"cells.{k}"], seed=seed).fsp()[0]
              for k in range(LAYERS)]
     assert rec["fsp_before_finetune"] == pytest.approx(alone, rel=1e-12)
     assert len(set(alone)) == LAYERS  # the order is visible

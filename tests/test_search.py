@@ -624,3 +624,23 @@ def test_two_process_supernet_trains_one_architecture_per_step(tamper, tmp_path)
     assert seen0 == [[0, s, str(step_genotype(cfg, 0, s))] for s in range(steps)]
     assert len({s[2] for s in seen0}) == steps
     assert (tmp_path / "run" / "supernet" / "last.pt").exists()
+
+
+def test_replay_attack_hands_out_the_evaluations_adversarial_batches_in_order():
+    """The search passes its accuracy evaluation's adversarial batches to the scorer (no second attack)."""
+    from robnet.attack_spec import parse_attack
+    from robnet.search import ScoreContext
+
+    batches = [(torch.rand(3, 1, 8, 8), torch.tensor([0, 1, 2])), (torch.rand(2, 1, 8, 8), torch.tensor([3, 4]))]
+    adversarial = [x.clamp(0.1, 0.9) for x, _ in batches]
+    ctx = ScoreContext("before_finetune", batches, parse_attack("pgd2:eps=0.1"), 0, torch.device("cpu"), 0,
+                       adversarial, 1.5)
+    replay = ctx.replay_attack()
+    assert replay(None, *batches[0]) is adversarial[0] and replay(None, *batches[1]) is adversarial[1]
+    with pytest.raises(ValueError, match="called with other inputs than the context's batches"):
+        replay(None, *batches[0])  # a third call: the pass is over
+    with pytest.raises(ValueError, match="called with other inputs"):
+        ctx.replay_attack()(None, *batches[1])  # out of order
+    with pytest.raises(ValueError, match="1 adversarial batches for 2 batches"):
+        ScoreContext("before_finetune", batches, parse_attack("pgd2"), 0, torch.device("cpu"), 0,
+                     adversarial[:1]).replay_attack()
