@@ -32,7 +32,7 @@ from _machine import describe
 
 from fspkit import capture_cells, score
 from robnet import build_model
-from robnet.attacks import pgd
+from robnet.attacks.gradient import pgd
 
 
 def naive_fsp(model: torch.nn.Module, x: torch.Tensor, x_adv: torch.Tensor) -> list[float]:

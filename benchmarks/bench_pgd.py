@@ -1,4 +1,4 @@
-"""PGD-20 throughput: robnet.attacks.pgd vs IBM ART and torchattacks on the same model and batch.
+"""PGD-20 throughput: robnet.attacks.gradient.pgd vs IBM ART and torchattacks on the same model and batch.
 
 PGD is the inner loop of adversarial training (PGD-7) and of evaluation (PGD-20/100), so its cost
 per image bounds everything else. All three implementations attack the same small RobNet
@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from robnet import build_model
-from robnet.attacks import pgd
+from robnet.attacks.gradient import pgd
 
 try:
     from _machine import cpu_model

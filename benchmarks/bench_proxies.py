@@ -11,7 +11,7 @@ same images:
 * PGD accuracy before finetuning (what the search records as ``pgd_acc_before_finetune``): a
   clean forward, PGD-k and an adversarial forward on the same ``--n`` images, in eval mode.
 
-Candidates: ``--candidates`` genotypes sampled with ``robnet.genotype.sample(seed)``, each
+Candidates: ``--candidates`` genotypes sampled with ``robnet.models.genotype.sample(seed)``, each
 extracted from one (untrained) supernet, so every candidate inherits its weights as in the search.
 Timing does not depend on the weights' values or the images' content: the images are uniform
 noise in [0, 1] with random labels (fixed seeds). One warm-up candidate is run first and not
@@ -40,10 +40,10 @@ from _machine import describe
 
 from fspkit import score
 from fspkit.proxies import PROXIES, compute_proxies
-from robnet.attacks import pgd
-from robnet.genotype import sample
-from robnet.modes import eval_mode
-from robnet.supernet import SuperNet, SuperNetConfig
+from robnet.attacks.gradient import pgd
+from robnet.models.genotype import sample
+from robnet.models.supernet import SuperNet, SuperNetConfig
+from robnet.utils import eval_mode
 
 EPS, STEP = 8 / 255, 2 / 255
 

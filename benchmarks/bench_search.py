@@ -3,7 +3,7 @@
 Three parts in one run (issue 9, Performance):
 
 1. **Candidate throughput on the cpu-demo search.** The search runs first, exactly as
-   ``fspkit search all --preset cpu-demo --fsp-keep 1 --out RUN`` does (``robnet.search_cli.run_search``
+   ``fspkit search all --preset cpu-demo --fsp-keep 1 --out RUN`` does (``robnet.cli.search.run_search``
    with fspkit's FSP scorer and filter, keep 1: every candidate is finetuned, so the truth is known
    for part 3). Then ``--timing-candidates`` of its candidates (ids 0.., so every budget is hit) are
    replayed step by step with the search's own functions and seeds, each step timed alone (wall
@@ -21,7 +21,7 @@ Three parts in one run (issue 9, Performance):
    an estimate, no paper-scale search is run.
 3. **The FSP filter's value**: from the before-finetune scores of the keep-1 run, the share of the
    true top-10% candidates (by final PGD accuracy) that ``--fsp-keep 0.3`` would have kept
-   (``fspkit.stats.filter_quality``; cross-checked against ``fspkit.search.fsp_filter``), the same
+   (``fspkit.stats.findings.filter_quality``; cross-checked against ``fspkit.search.fsp_filter``), the same
    for each proxy and for a random filter (expected 0.3, also simulated), and the compute saved.
 
 On CUDA every timed section ends with ``torch.cuda.synchronize`` and the GPU's name is printed.
@@ -60,15 +60,15 @@ from _machine import describe
 from fspkit import score
 from fspkit.proxies import ProxyConfig, compute_proxies
 from fspkit.search import FSPSearchConfig, fsp_filter
-from fspkit.stats import filter_quality, proxy_table
-from robnet.attack_spec import make_attack, parse_attack
-from robnet.candidate import accuracy, recalibrate_bn
-from robnet.genotype import Genotype
-from robnet.loader import DeviceLoader
-from robnet.network import build_robnet
-from robnet.results import derive_seed
-from robnet.search_run import SearchDir
-from robnet.train import finetune
+from fspkit.stats.findings import filter_quality, proxy_table
+from robnet.attacks.spec import make_attack, parse_attack
+from robnet.data.loader import DeviceLoader
+from robnet.io.results import derive_seed
+from robnet.models.genotype import Genotype
+from robnet.models.network import build_robnet
+from robnet.search.candidate import accuracy, recalibrate_bn
+from robnet.search.rundir import SearchDir
+from robnet.train.loop import finetune
 
 T = TypeVar("T")
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
@@ -319,8 +319,8 @@ def measure_paper_steps(device: torch.device, n: int) -> StepTimes:
 
     from bench_supernet import adversarial_step, sgd
 
-    from robnet.genotype import sample
-    from robnet.supernet import build_supernet
+    from robnet.models.genotype import sample
+    from robnet.models.supernet import build_supernet
 
     torch.manual_seed(0)
     net = build_supernet(C=36, layers=20).to(device).to(memory_format=torch.channels_last).train()  # type: ignore[call-overload]
@@ -351,7 +351,7 @@ def measure_paper_steps(device: torch.device, n: int) -> StepTimes:
 
 def report_paper_estimate(t: StepTimes, cpu_check: dict[str, float], sd: SearchDir) -> None:
     """Print part 2: the --preset paper cost on one GPU from per-step times (an estimate)."""
-    from robnet.search_config import preset_config
+    from robnet.search.config import preset_config
 
     p = preset_config("paper")
     train_n, val_n = 45_000, 5_000  # CIFAR-10's 50,000 training images, val_size 0.1 (the test set is unused)

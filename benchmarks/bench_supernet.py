@@ -1,7 +1,7 @@
 """Weight-sharing cost: one PGD-7 adversarial training step of the supernet vs the standalone network.
 
 For each of ``--archs`` sampled architectures g, two models start from the same weights: the
-supernet (``robnet.supernet.build_supernet``), trained on g, and ``supernet.extract(g)``, the zoo
+supernet (``robnet.models.supernet.build_supernet``), trained on g, and ``supernet.extract(g)``, the zoo
 network of g. One step on each is the same code: PGD-7 (eps 8/255, step 2/255, random start, model
 in train mode as in the official code) on the model, then cross-entropy on the adversarial batch,
 ``zero_grad(set_to_none=True)``, backward and an SGD update (momentum 0.9, weight decay 1e-4 off BN
@@ -41,9 +41,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).parent))
 from _machine import describe
 
-from robnet.attacks import pgd
-from robnet.genotype import Genotype, sample
-from robnet.supernet import SuperNet, build_supernet
+from robnet.attacks.gradient import pgd
+from robnet.models.genotype import Genotype, sample
+from robnet.models.supernet import SuperNet, build_supernet
 
 EPS, STEP, STEPS = 8 / 255, 2 / 255, 7
 DEFAULTS = {"cpu": {"C": 16, "layers": 8, "batch_size": 32, "archs": 3, "repeats": 3},

@@ -1,10 +1,10 @@
-"""One PGD-7 adversarial training step: robnet.train vs a loop written the way the official code does it.
+"""One PGD-7 adversarial training step: robnet.train.loop vs a loop written the way the official code does it.
 
 The official loop (RobNets ``main.py`` + ``attack.py``): a ``torch.utils.data.DataLoader`` over a
 dataset that crops (pad 4) and flips each image on the host, the batch copied to the device, fp32,
 NCHW, the model in train mode, PGD with ``x.requires_grad_()`` / ``autograd.grad`` /
-``min(max(...))`` projection, then the update. Ours: :class:`robnet.data.DeviceLoader` (data
-resident on the device, augmentation vectorised there), :func:`robnet.train.adversarial_step`
+``min(max(...))`` projection, then the update. Ours: :class:`robnet.data.datasets.DeviceLoader` (data
+resident on the device, augmentation vectorised there), :func:`robnet.train.loop.adversarial_step`
 (attack on frozen parameters, no host syncs), channels_last, and bf16 autocast on CUDA.
 
 Both loops train copies of the same model from the same weights on the same images; steps are
@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _machine import describe
 
 from robnet import build_model
-from robnet.data import ArrayDataset
-from robnet.loader import Augment, DeviceLoader
-from robnet.train import TrainConfig, adversarial_step, param_groups
+from robnet.data.datasets import ArrayDataset
+from robnet.data.loader import Augment, DeviceLoader
+from robnet.train.loop import TrainConfig, adversarial_step, param_groups
 
 EPS, STEP, STEPS = 8 / 255, 2 / 255, 7
 
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|")
     print(f"| official-style (DataLoader, fp32, NCHW) | {med_off:.3f} | {args.batch_size / med_off:.1f} | "
           f"{max(m_off):.2f} | 1.00x |")
-    print(f"| robnet.train | {med_ours:.3f} | {args.batch_size / med_ours:.1f} | {max(m_ours):.2f} | "
+    print(f"| robnet.train.loop | {med_ours:.3f} | {args.batch_size / med_ours:.1f} | {max(m_ours):.2f} | "
           f"{med_off / med_ours:.2f}x |")
     print(f"\nall steps (s): ours {', '.join(f'{t:.3f}' for t in t_ours)}; "
           f"official {', '.join(f'{t:.3f}' for t in t_off)}")

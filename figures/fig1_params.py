@@ -2,7 +2,7 @@
 
     python figures/fig1_params.py RESULTS [--out fig1_params.png]
 
-RESULTS: a run folder, or a .jsonl / .csv of candidate records (fspkit.study.load_records).
+RESULTS: a run folder, or a .jsonl / .csv of candidate records (fspkit.stats.study.load_records).
 """
 
 from __future__ import annotations

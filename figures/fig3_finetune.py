@@ -3,7 +3,7 @@ the two distributions overlaid.
 
     python figures/fig3_finetune.py RESULTS [--out fig3_finetune.png]
 
-RESULTS: a run folder, or a .jsonl / .csv of candidate records (fspkit.study.load_records).
+RESULTS: a run folder, or a .jsonl / .csv of candidate records (fspkit.stats.study.load_records).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ PGD accuracy, and a logistic-regression classifier's weight per (edge, op) bit.
 
     python figures/fig4_finding1.py RESULTS [--out fig4_finding1.png] [--k K] [--seed 0]
 
-RESULTS: a run folder, or a .jsonl / .csv of candidate records (fspkit.study.load_records).
+RESULTS: a run folder, or a .jsonl / .csv of candidate records (fspkit.stats.study.load_records).
 """
 
 from __future__ import annotations

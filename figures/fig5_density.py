@@ -2,7 +2,7 @@
 
     python figures/fig5_density.py RESULTS [--out fig5_density.png] [--seed 0]
 
-RESULTS: a run folder, or a .jsonl / .csv of candidate records (fspkit.study.load_records).
+RESULTS: a run folder, or a .jsonl / .csv of candidate records (fspkit.stats.study.load_records).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ cell-free: the mean over cells, to the nearest 0.5).
 
     python figures/fig6_direct_convs.py RESULTS [--out fig6_direct_convs.png] [--seed 0]
 
-RESULTS: a run folder, or a .jsonl / .csv of candidate records (fspkit.study.load_records).
+RESULTS: a run folder, or a .jsonl / .csv of candidate records (fspkit.stats.study.load_records).
 """
 
 from __future__ import annotations

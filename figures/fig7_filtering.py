@@ -3,7 +3,7 @@ keeps (the run's own filter, or one simulated at --keep on an unfiltered run).
 
     python figures/fig7_filtering.py RESULTS [--out fig7_filtering.png] [--keep 0.3]
 
-RESULTS: a run folder, or a .jsonl / .csv of candidate records (fspkit.study.load_records).
+RESULTS: a run folder, or a .jsonl / .csv of candidate records (fspkit.stats.study.load_records).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ non-robust (bottom-k) candidates, raw and relative (||G(x) - G(x_adv)||^2 / ||G(
 
     python figures/fig7_fsp_depth.py RESULTS [--out fig7_fsp_depth.png] [--stage after|before] [--k K]
 
-RESULTS: a run folder, or a .jsonl / .csv of candidate records (fspkit.study.load_records).
+RESULTS: a run folder, or a .jsonl / .csv of candidate records (fspkit.stats.study.load_records).
 """
 
 from __future__ import annotations

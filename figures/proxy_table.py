@@ -3,7 +3,7 @@
 
     python figures/proxy_table.py RESULTS [--out proxy_table.png] [--keep 0.3] [--top 0.1] [--seed 0]
 
-RESULTS: a run folder, or a .jsonl / .csv of candidate records (fspkit.study.load_records).
+RESULTS: a run folder, or a .jsonl / .csv of candidate records (fspkit.stats.study.load_records).
 """
 
 from __future__ import annotations

@@ -1,18 +1,7 @@
 """fspkit: FSP-based robustness analysis on top of robnet (hook capture, fused FSP distance, scoring)."""
 
-from .capture import capture_cells, find_cells, resolve_cells
-from .fsp import fsp_distance, fsp_matrix, fsp_pair_distance
-from .score import CellScore, FSPReport, score
+import lazy_loader as _lazy
 
-__all__ = [
-    "CellScore",
-    "FSPReport",
-    "capture_cells",
-    "find_cells",
-    "fsp_distance",
-    "fsp_matrix",
-    "fsp_pair_distance",
-    "resolve_cells",
-    "score",
-]
-__version__ = "0.1.0"
+# The names below load on first use (lazy_loader reads them from __init__.pyi), so importing
+# a package does not import torch until something that needs it is used.
+__getattr__, __dir__, __all__ = _lazy.attach_stub(__name__, __file__)

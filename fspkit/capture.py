@@ -30,8 +30,10 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from robnet.utils import unwrap_model
+
 __all__ = [
-    "CellCapture", "CellSpec", "OnPair", "capture_cells", "find_cells", "resolve_cells", "unwrap_model",
+    "CellCapture", "CellSpec", "OnPair", "capture_cells", "find_cells", "resolve_cells",
 ]
 
 logger = logging.getLogger(__name__)
@@ -44,14 +46,6 @@ CellSpec = str | Sequence[str] | None
 
 _GLOB_CHARS = frozenset("*?[")
 
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module behind ``DistributedDataParallel`` / ``DataParallel`` wrappers (any depth)."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    while isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
-        model = model.module
-    return model
 
 
 def _named(model: nn.Module) -> list[tuple[str, nn.Module]]:

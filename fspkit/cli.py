@@ -4,7 +4,7 @@ With no arguments, runs the demo (as ``robnet`` does). ``--attack`` takes the at
 ``robnet eval --attacks`` (``pgd20``, ``pgd20:eps=4/255,step_size=1/255``, ``fgsm``, ``none``);
 ``--eps``/``--steps``/``--step-size`` remain as shorthands that override the spec's fields.
 Errors print one line and exit 1 (usage errors exit 2); ``--debug`` shows the traceback. Flags,
-logging and the runner are shared with ``robnet`` (:mod:`robnet.cli_common`).
+logging and the runner are shared with ``robnet`` (:mod:`robnet.cli.common`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from robnet.cli_common import (
+from robnet.cli.common import (
     add_common_flags,
     add_data_flags,
     check_outputs,
@@ -28,7 +28,7 @@ from robnet.cli_common import (
     precision_record,
     take_samples,
 )
-from robnet.search_cli import SEARCH_DESCRIPTION, add_search_arguments
+from robnet.cli.search import SEARCH_DESCRIPTION, add_search_arguments
 
 log = logging.getLogger("fspkit")
 
@@ -113,7 +113,7 @@ def attack_from_args(args: argparse.Namespace) -> tuple[str, Any]:
     Raises:
         ValueError: a shorthand that the spec also sets, a shorthand with ``none``, a bad spec.
     """
-    from robnet.attack_spec import parse_attack
+    from robnet.attacks.spec import parse_attack
 
     spec = args.attack.strip()
     head, _, tail = spec.partition(":")
@@ -136,13 +136,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from robnet.attack_spec import attack_record, format_attack, make_attack
-    from robnet.checkpoint import load_any
-    from robnet.distributed import resolve_device
-    from robnet.evaluate import AMP_WARNING, check_finite_weights, check_model_data, eval_batches
-    from robnet.results import provenance, versions, write_json
-
-    from .score import score
+    from fspkit.score import score
+    from robnet.attacks.evaluation import AMP_WARNING, check_finite_weights, check_model_data, eval_batches
+    from robnet.attacks.spec import attack_record, format_attack, make_attack
+    from robnet.io.checkpoint import load_any
+    from robnet.io.results import provenance, versions, write_json
+    from robnet.utils import resolve_device
 
     check_positive("--n", args.n)
     check_positive("--batch-size", args.batch_size)
@@ -220,7 +219,7 @@ def _mark_missing(obj: Any) -> Any:
 
 
 def _write_csv(path: str, rows: list[dict[str, Any]]) -> None:
-    from robnet._files import atomic_write
+    from robnet.io.files import atomic_write
 
     buf = io.StringIO(newline="")
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
@@ -231,7 +230,7 @@ def _write_csv(path: str, rows: list[dict[str, Any]]) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The whole study on the embedded default (or ``--preset paper`` on CIFAR-10)."""
-    from .demo import run_study
+    from fspkit.demo import run_study
 
     overrides = {k: v for k, v in (("candidates", args.candidates), ("supernet_epochs", args.supernet_epochs))
                  if v is not None}
@@ -249,10 +248,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """``fspkit search``: ``robnet search`` with the FSP scorer and filter plugged in."""
-    from robnet.search_cli import run_search
-
-    from .demo import fsp_hooks
-    from .search import PROXIES, FSPSearchConfig
+    from fspkit.demo import fsp_hooks
+    from fspkit.search import PROXIES, FSPSearchConfig
+    from robnet.cli.search import run_search
 
     given = args.fsp_keep is not None or args.fsp_threshold is not None or args.no_proxies is not None
     plugin = None
@@ -266,9 +264,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     """``fspkit stats``: readable tables of every statistic, optionally as JSON."""
-    from robnet.results import write_json
-
-    from .study import analyze, load_records
+    from fspkit.stats.study import analyze, load_records
+    from robnet.io.results import write_json
 
     check_outputs({"--json": args.json}, inputs=[args.source])
     records = load_records(args.source)
@@ -281,7 +278,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     """``fspkit plot``: every figure of the paper that the records allow."""
-    from .plots import plot_run
+    from fspkit.plots.figures import plot_run
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():

@@ -4,8 +4,8 @@ a report (``fspkit demo``).
 Into ``out_dir``::
 
     run/                  the search's run folder (config, supernet, candidates, records.rank*.jsonl)
-    stats.json            every statistic of :func:`fspkit.study.analyze` (strict JSON)
-    figures/*.png         the paper's figures from this run (:func:`fspkit.plots.plot_all`)
+    stats.json            every statistic of :func:`fspkit.stats.study.analyze` (strict JSON)
+    figures/*.png         the paper's figures from this run (:func:`fspkit.plots.figures.plot_all`)
     report.md, report.html  what this run found, beside what the paper reported
 
 Every candidate is finetuned by default (no FSP filter), so the value of the FSP filter and of
@@ -43,8 +43,8 @@ class StudyOutputs:
 
 def search_args(stage: str, run_dir: Path, *, preset: str, data: str | None, data_dir: str | None,
                 device: str | None, quiet: bool, overrides: dict[str, Any] | None = None) -> argparse.Namespace:
-    """The ``fspkit search`` flags of one stage of the study (for :func:`robnet.search_cli.run_search`)."""
-    from robnet.search_cli import add_search_arguments
+    """The ``fspkit search`` flags of one stage of the study (for :func:`robnet.cli.search.run_search`)."""
+    from robnet.cli.search import add_search_arguments
 
     p = argparse.ArgumentParser()
     add_search_arguments(p)
@@ -66,7 +66,7 @@ def fsp_hooks(plugin: dict[str, Any]) -> tuple[Any, Any]:
     """``run_search``'s hooks for a folder's fspkit settings: the FSP scorer and filter."""
     from functools import partial
 
-    from .search import FSPScorer, FSPSearchConfig, fsp_filter
+    from fspkit.search import FSPScorer, FSPSearchConfig, fsp_filter
 
     settings = plugin.get("fspkit")
     if settings is None:
@@ -90,14 +90,13 @@ def run_study(out_dir: str | Path, *, preset: str = "cpu-demo", data: str | None
         seed: the analysis's seed (bootstrap, t-SNE); the search's own seed is in its config.
         overrides: further ``fspkit search`` flags, e.g. ``{"candidates": 12, "supernet_epochs": 1}``.
     """
-    from robnet.distributed import resolve_device
-    from robnet.results import write_json
-    from robnet.search_cli import run_search
-
-    from . import plots
-    from .report import write_report
-    from .search import FSPSearchConfig
-    from .study import analyze, load_records
+    from fspkit import plots
+    from fspkit.report import write_report
+    from fspkit.search import FSPSearchConfig
+    from fspkit.stats.study import analyze, load_records
+    from robnet.cli.search import run_search
+    from robnet.io.results import write_json
+    from robnet.utils import resolve_device
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():

@@ -52,8 +52,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .capture import unwrap_model
-from .fsp import _no_autocast
+from fspkit.fsp import _no_autocast
+from robnet.utils import unwrap_model
 
 __all__ = [
     "NONFINITE_REASONS",
@@ -413,7 +413,7 @@ def proxy_record(scores: Mapping[str, float]) -> dict[str, float | str | None]:
 
     For every ``proxy_<name>`` that is NaN, the record holds ``proxy_<name>: None`` and
     ``proxy_<name>_missing`` with :data:`NONFINITE_REASONS` ``[name]`` (the results convention of
-    :mod:`robnet.results`); every other entry is copied.
+    :mod:`robnet.io.results`); every other entry is copied.
 
     Args:
         scores: the mapping returned by :func:`compute_proxies`.

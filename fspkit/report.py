@@ -1,12 +1,12 @@
 """The study report of ``fspkit demo``: ``report.md`` and ``report.html`` (issue 10).
 
-:func:`write_report` turns a :class:`fspkit.study.StudyReport`, the figures of
-:func:`fspkit.plots.plot_all` and the facts of the run into two files with the same content:
+:func:`write_report` turns a :class:`fspkit.stats.study.StudyReport`, the figures of
+:func:`fspkit.plots.figures.plot_all` and the facts of the run into two files with the same content:
 
 1. what was run (data, preset, candidates, attack, seeds, device, wall time) and the one-line
    command that reproduces it;
 2. what this run found, Finding by Finding: this run's numbers (sign, coefficient, interval, n)
-   with the verdict of the report's :class:`~fspkit.study.Claim`, beside what the paper reported
+   with the verdict of the report's :class:`~fspkit.stats.study.Claim`, beside what the paper reported
    (the paper's claim is quoted for comparison, never shown as this run's result);
 3. FSP against the cheap robustness proxies, and what the FSP filter kept and saved;
 4. every figure with a caption, the full statistics tables, links to ``stats.json`` and the records.
@@ -29,11 +29,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
-from robnet._files import atomic_write
-from robnet.results import check_output_path
-
-from .stats import Correlation
-from .study import Claim, StudyReport
+from fspkit.stats.findings import Correlation
+from fspkit.stats.study import Claim, StudyReport
+from robnet.io.files import atomic_write
+from robnet.io.results import check_output_path
 
 __all__ = ["CAPTIONS", "write_report"]
 
@@ -291,7 +290,7 @@ def _link(path: str, out_dir: Path) -> str:
 def _png_width(path: Path) -> int | None:
     """A PNG's width in CSS pixels (96 per inch) at its designed size (saved at ``plots.DPI``), so that
     every figure's fonts show at the same size; None for another format or an unreadable file."""
-    from .plots import DPI
+    from fspkit.plots.figures import DPI
 
     try:
         with open(path, "rb") as f:
@@ -309,7 +308,7 @@ def _claim_title(c: Claim) -> str:
 
 
 def _figures(figures: Sequence[Path], out_dir: Path) -> list[_Block]:
-    from .plots import FIGURES
+    from fspkit.plots.figures import FIGURES
 
     out: list[_Block] = [_H(2, "Figures")]
     if not figures:
@@ -480,9 +479,9 @@ def write_report(out_dir: str | os.PathLike[str], *, report: StudyReport, figure
 
     Args:
         out_dir: the run's output folder (created when missing).
-        report: :func:`fspkit.study.analyze` of the run's records.
-        figures: the figure files (:func:`fspkit.plots.plot_all`), captioned by their stem.
-        context: caption facts of the run (:func:`fspkit.plots.run_context`: ``data``, ``attack``).
+        report: :func:`fspkit.stats.study.analyze` of the run's records.
+        figures: the figure files (:func:`fspkit.plots.figures.plot_all`), captioned by their stem.
+        context: caption facts of the run (:func:`fspkit.plots.figures.run_context`: ``data``, ``attack``).
         records_path, stats_path: the records and ``stats.json``, linked (relative to ``out_dir``
             when inside it).
         extra: facts for the header: ``command`` (the one line that reproduces the run), ``preset``,
@@ -497,8 +496,8 @@ def write_report(out_dir: str | os.PathLike[str], *, report: StudyReport, figure
         ValueError: an empty ``records_path``/``stats_path``, or an output path that cannot be written.
     """
     if not isinstance(report, StudyReport):
-        raise TypeError(f"write_report: report must be a fspkit.study.StudyReport, got {type(report).__name__}; "
-                        "hint: report = fspkit.study.analyze(records)")
+        raise TypeError(f"write_report: report must be a fspkit.stats.study.StudyReport, got {type(report).__name__}; "
+                        "hint: report = fspkit.stats.study.analyze(records)")
     for name, facts in (("context", context), ("extra", {} if extra is None else extra)):
         if not isinstance(facts, Mapping):
             raise TypeError(f"write_report: {name} must be a mapping (dict), got {type(facts).__name__}")

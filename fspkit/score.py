@@ -24,8 +24,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .capture import CellSpec, capture_cells, resolve_cells, unwrap_model
-from .fsp import fsp_pair_terms
+from fspkit._version import __version__
+from fspkit.capture import CellSpec, capture_cells, resolve_cells
+from fspkit.fsp import fsp_pair_terms
+from robnet.utils import unwrap_model
 
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -196,7 +198,7 @@ def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
         model: the network; scored in eval mode (BN running statistics), the attack included;
             its train/eval flags are restored afterwards.
         batches: iterable of ``(x, y)`` on the model's device, x in [0, 1].
-        attack: ``(model, x, y) -> x_adv`` (e.g. ``robnet.attacks.pgd`` with its settings bound).
+        attack: ``(model, x, y) -> x_adv`` (e.g. ``robnet.attacks.gradient.pgd`` with its settings bound).
         cells: which cells (None: every module flagged ``is_cell``; or globs / names).
         attack_settings: the attack's exact settings, recorded in the report.
         seed: recorded in the report.
@@ -245,9 +247,7 @@ def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
         results.append(CellScore(name=name, depth=i, c_in=shape[0], c_out=shape[1], hw=shape[2], fsp_mean=mean,
                                  fsp_std=std, fsp_rel_mean=rel_mean, fsp_rel_std=rel_std,
                                  scale_mean=float(sums[i, 4]) / acc.counts[i]))
-    import fspkit
-
-    versions = {"fspkit": fspkit.__version__, "torch": torch.__version__, "python": platform.python_version()}
+    versions = {"fspkit": __version__, "torch": torch.__version__, "python": platform.python_version()}
     return FSPReport(cells=results, clean_acc=hits[0] / n, adv_acc=hits[1] / n, n=n,
                      attack=dict(attack_settings or {}), device=str(device), seed=seed, versions=versions)
 

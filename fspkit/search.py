@@ -1,4 +1,4 @@
-"""FSP in the one-shot search: what ``fspkit search`` plugs into :mod:`robnet.search`.
+"""FSP in the one-shot search: what ``fspkit search`` plugs into :mod:`robnet.search.stages`.
 
 robnet's pipeline takes two callables and never imports fspkit:
 
@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .proxies import PROXIES, ProxyConfig, compute_proxies, proxy_record
-from .score import score
+from fspkit.proxies import PROXIES, ProxyConfig, compute_proxies, proxy_record
+from fspkit.score import score
 
 __all__ = ["FSPScorer", "FSPSearchConfig", "deep_fsp", "fsp_filter"]
 

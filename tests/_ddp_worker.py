@@ -25,7 +25,7 @@ class TinyCNN(nn.Module):
 
 
 def register() -> None:
-    from robnet import zoo
+    from robnet.models import zoo
 
     zoo.register("tiny_cnn", TinyCNN, replace=True)
 
@@ -39,13 +39,13 @@ def make_model(seed: int = 0) -> nn.Module:
 
 
 def data(n: int = 192) -> Any:
-    from robnet.data import load_dataset
+    from robnet.data.datasets import load_dataset
 
     return load_dataset("digits", split="train").subset(range(n))
 
 
 def config() -> Any:
-    from robnet.train import TrainConfig
+    from robnet.train.loop import TrainConfig
 
     return TrainConfig(epochs=2, warmup_epochs=1, batch_size=32, lr=0.05, crop_padding=1, flip=False, eps=0.1,
                        step_size=0.03, attack_steps=3, attack_bn="eval", val_attack_steps=2, seed=5)
@@ -54,10 +54,10 @@ def config() -> Any:
 def train_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     import torch.distributed as dist
 
-    from robnet.attack_spec import parse_attack
-    from robnet.data import load_dataset
-    from robnet.evaluate import evaluate
-    from robnet.train import train
+    from robnet.attacks.evaluation import evaluate
+    from robnet.attacks.spec import parse_attack
+    from robnet.data.datasets import load_dataset
+    from robnet.train.loop import train
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world, init_method=f"tcp://127.0.0.1:{port}")

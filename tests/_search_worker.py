@@ -35,8 +35,8 @@ def _write(out: str, rank: int, value: dict[str, Any]) -> None:
 
 def finetune_worker(rank: int, world: int, port: int, run_dir: str, out: str) -> None:
     """The finetune stage of an already trained and sampled run folder, sharded over the ranks."""
-    from robnet.search import finetune_stage
-    from robnet.search_run import SearchDir
+    from robnet.search.rundir import SearchDir
+    from robnet.search.stages import finetune_stage
 
     _join(rank, world, port)
     try:
@@ -54,9 +54,9 @@ def supernet_worker(rank: int, world: int, port: int, run_dir: str, out: str, co
     With ``tamper``, rank 1 trains another architecture at (epoch 0, step 1): the stage's
     all-reduce check must stop both ranks there.
     """
-    import robnet.search as search
-    from robnet.search_config import SearchConfig
-    from robnet.search_run import SearchDir
+    import robnet.search.stages as search
+    from robnet.search.config import SearchConfig
+    from robnet.search.rundir import SearchDir
 
     real = search.step_genotype
     seen: list[list[Any]] = []

@@ -1,7 +1,7 @@
 """Realistic synthetic search records with known planted effects (for the stats, study and plot tests).
 
 ``make_records(n, ...)`` returns one dict per candidate with the columns of a ``fspkit search``
-run (issue 9; see ``fspkit.study``): a sampled genotype with its bits, density, conv counts and a
+run (issue 9; see ``fspkit.stats.study``): a sampled genotype with its bits, density, conv counts and a
 parameter count, accuracies before and after finetuning, per-cell FSP distances (raw, relative and
 activation scale), the three zero-cost proxies and their timings. The planted truth:
 
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from robnet.genotype import sample
+from robnet.models.genotype import sample
 
 DENSITY_EFFECT = 0.25
 CONV_WEIGHT = 2.0

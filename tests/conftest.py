@@ -28,9 +28,9 @@ import numpy as np
 import pytest
 import torch
 
-from robnet.data import ArrayDataset, load_dataset
-from robnet.genotype import ROBNET_LARGE
-from robnet.network import GenotypeLike, RobNet, build_robnet
+from robnet.data.datasets import ArrayDataset, load_dataset
+from robnet.models.genotype import ROBNET_LARGE
+from robnet.models.network import GenotypeLike, RobNet, build_robnet
 
 torch.set_num_threads(1)  # also covers work done while test modules are imported
 

@@ -1,97 +1,211 @@
-"""Import direction: fspkit -> robnet -> torch.
+"""The import rules of the two packages (CONTRIBUTING.md, "Layout").
 
-robnet (every module, subpackages included) never imports fspkit; robnet.genotype imports no
-torch; fspkit's core (fsp, capture, score, proxies) imports only torch; fspkit.stats imports no torch
-(numpy, scipy, scikit-learn); only fspkit/plots.py imports matplotlib or seaborn.
+* fspkit -> robnet -> torch: robnet never imports fspkit (also not at run time, for the search).
+* ``robnet.models.genotype`` imports no torch: the search space is sampled without it.
+* fspkit's core (fsp, capture, score, proxies) imports no third-party package but torch (and robnet).
+* ``fspkit.stats`` imports no torch (numpy, scipy, scikit-learn, and robnet's torch-free modules: the
+  genotype and the records schema); importing it loads no torch.
+* Only ``fspkit.plots`` imports matplotlib or seaborn.
+* No import cycle between the project's modules (imports inside functions count; ``TYPE_CHECKING``
+  blocks do not).
+* No private cross-package import: a module or name starting with ``_`` is used only inside its own
+  package (so fspkit never imports ``robnet._anything``).
 """
+
+from __future__ import annotations
 
 import ast
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests._paths import ROOT
+
+PACKAGES = ("robnet", "fspkit")
 
 
-def _modules(package: str) -> list[Path]:
+def _files(package: str) -> list[Path]:
     return sorted((ROOT / package).rglob("*.py"))
 
 
-def _imports(path: Path) -> set[str]:
-    """Top-level package names imported anywhere in the file (lazy imports inside functions too)."""
-    tree = ast.parse(path.read_text())
-    names: set[str] = set()
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for pkg in PACKAGES for p in _files(pkg)}
+
+
+def _is_package(name: str) -> bool:
+    return MODULES[name].name == "__init__.py"
+
+
+def _package_of(name: str) -> str:
+    """The package a module belongs to (a package's ``__init__`` belongs to the package itself)."""
+    return name if _is_package(name) else name.rsplit(".", 1)[0]
+
+
+def _type_checking_lines(tree: ast.AST) -> set[int]:
+    lines: set[int] = set()
     for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.body:
+                lines.update(range(child.lineno, (child.end_lineno or child.lineno) + 1))
+    return lines
+
+
+def _imports(path: Path) -> Iterator[tuple[str, str | None, int]]:
+    """(imported module, imported name or None, line) of every import, relative ones resolved;
+    imports under ``if TYPE_CHECKING:`` are left out."""
+    tree = ast.parse(path.read_text())
+    skip = _type_checking_lines(tree)
+    me = _module_name(path)
+    base = me if path.name == "__init__.py" else me.rsplit(".", 1)[0] if "." in me else ""
+    for node in ast.walk(tree):
+        if getattr(node, "lineno", None) in skip:
+            continue
         if isinstance(node, ast.Import):
-            names.update(a.name.split(".")[0] for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
-    return names
+            for alias in node.names:
+                yield alias.name, None, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                anchor = base.split(".")[: len(base.split(".")) - node.level + 1]
+                module = ".".join([*anchor, module] if module else anchor)
+            for alias in node.names:
+                yield module, alias.name, node.lineno
+
+
+def _top_levels(path: Path) -> set[str]:
+    return {module.split(".")[0] for module, _, _ in _imports(path)}
+
+
+def _targets(module: str, name: str | None) -> list[str]:
+    """The project modules an import statement loads (``from pkg import sub`` loads ``pkg.sub``)."""
+    if name is not None and f"{module}.{name}" in MODULES:
+        return [f"{module}.{name}"]
+    return [module] if module in MODULES else []
+
+
+def _graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {name: set() for name in MODULES}
+    for name, path in MODULES.items():
+        for module, imported, _ in _imports(path):
+            graph[name].update(t for t in _targets(module, imported) if t != name)
+    return graph
 
 
 def test_walks_every_module():
-    names = {p.relative_to(ROOT).as_posix() for p in _modules("robnet") + _modules("fspkit")}
-    # the modules the import rules below are about must exist (a rename would silently skip them)
-    assert {"robnet/search.py", "robnet/supernet.py", "robnet/genotype.py", "fspkit/stats.py",
-            "fspkit/plots.py", "fspkit/score.py"} <= names
+    # the modules the rules below are about must exist (a rename would silently skip them)
+    assert {"robnet.models.genotype", "robnet.search.stages", "robnet.models.supernet", "fspkit.stats",
+            "fspkit.plots", "fspkit.score", "fspkit.capture"} <= set(MODULES)
 
 
-@pytest.mark.parametrize("path", _modules("robnet"), ids=lambda p: p.relative_to(ROOT).as_posix())
-def test_robnet_never_imports_fspkit(path):
-    assert "fspkit" not in _imports(path)
+@pytest.mark.parametrize("name", [n for n in MODULES if n.startswith("robnet")])
+def test_robnet_never_imports_fspkit(name):
+    assert "fspkit" not in _top_levels(MODULES[name])
 
 
-def test_search_and_supernet_never_import_fspkit_at_runtime():
-    code = ("import sys, robnet.search, robnet.supernet, robnet.search_cli, robnet.search_run, robnet.candidate\n"
+def test_search_never_imports_fspkit_at_runtime():
+    code = ("import sys, robnet.search, robnet.models.supernet, robnet.cli\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'fspkit'))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("name", ["fsp.py", "capture.py", "score.py", "proxies.py"])
+@pytest.mark.parametrize("name", ["fspkit.fsp", "fspkit.capture", "fspkit.score", "fspkit.proxies"])
 def test_fspkit_core_imports_only_torch(name):
-    path = ROOT / "fspkit" / name
-    third_party = _imports(path) - set(sys.stdlib_module_names) - {"torch", "__future__"}
-    assert third_party <= {"fspkit"}, (name, third_party)
+    third_party = _top_levels(MODULES[name]) - set(sys.stdlib_module_names) - {"torch", "__future__"}
+    assert third_party <= {"fspkit", "robnet"}, (name, third_party)
 
 
-@pytest.mark.parametrize("name", ["stats.py", "_stats_core.py"])
+@pytest.mark.parametrize("name", [n for n in MODULES if n.startswith("fspkit.stats")])
 def test_fspkit_statistics_import_no_torch(name):
-    path = ROOT / "fspkit" / name
-    if not path.exists():
-        pytest.skip(f"fspkit/{name} is not part of this tree")
-    assert not ({"torch", "robnet"} & _imports(path)), name
+    assert not ({"torch", "matplotlib", "seaborn"} & _top_levels(MODULES[name])), name
 
 
 def test_fspkit_stats_imports_no_torch_at_runtime():
-    # fspkit/__init__ imports torch (score, capture); load the package empty to see stats' own imports
-    code = (
-        "import importlib.util, sys, types\n"
-        f"pkg = types.ModuleType('fspkit'); pkg.__path__ = [r'{ROOT / 'fspkit'}']; sys.modules['fspkit'] = pkg\n"
-        "import fspkit.stats\n"
-        "print('torch' in sys.modules)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # the package faces load lazily, so this imports exactly what fspkit.stats needs
+    code = "import sys, fspkit.stats\nfspkit.stats.correlate\nfspkit.stats.analyze\nprint('torch' in sys.modules)\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
 
 
 def test_genotype_imports_no_torch_at_runtime():
-    # import the module file directly so robnet/__init__ (which imports torch) is not executed
+    # load the module file directly so the packages above it (which import torch) are not executed
+    path = MODULES["robnet.models.genotype"]
     code = (
         "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('genotype', r'{ROOT / 'robnet' / 'genotype.py'}')\n"
+        f"spec = importlib.util.spec_from_file_location('genotype', r'{path}')\n"
         "m = importlib.util.module_from_spec(spec); sys.modules['genotype'] = m; spec.loader.exec_module(m)\n"
         "m.sample(0, cell_free=True)\n"
         "print('torch' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
-    assert _imports(ROOT / "robnet" / "genotype.py") <= set(sys.stdlib_module_names) | {"__future__"}
+    assert _top_levels(path) <= set(sys.stdlib_module_names) | {"__future__"}
 
 
-@pytest.mark.parametrize("path", _modules("robnet") + _modules("fspkit"), ids=lambda p: p.relative_to(ROOT).as_posix())
-def test_plots_is_the_only_matplotlib_user(path):
-    if path.name != "plots.py":
-        assert not ({"matplotlib", "seaborn"} & _imports(path)), path.name
+@pytest.mark.parametrize("name", list(MODULES))
+def test_only_fspkit_plots_imports_matplotlib(name):
+    if not name.startswith("fspkit.plots"):
+        assert not ({"matplotlib", "seaborn", "cycler"} & _top_levels(MODULES[name])), name
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt):], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_no_import_cycle():
+    cycle = _find_cycle(_graph())
+    assert cycle is None, " -> ".join(cycle or [])
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def _private_imports() -> list[str]:
+    bad = []
+    for name, path in MODULES.items():
+        mine = _package_of(name)
+        for module, imported, line in _imports(path):
+            if module.split(".")[0] not in PACKAGES:
+                continue
+            parts = module.split(".")
+            private_part = next((i for i, p in enumerate(parts) if p.startswith("_")), None)
+            if private_part is not None:
+                owner = ".".join(parts[:private_part])  # the package that holds the private module
+                if mine != owner and not mine.startswith(owner + "."):
+                    bad.append(f"{name}:{line} imports private module {module} of package {owner}")
+            elif imported is not None and imported.startswith("_") and not imported.startswith("__"):
+                owner = module if module in MODULES and _is_package(module) else module.rsplit(".", 1)[0]
+                if mine != owner:
+                    bad.append(f"{name}:{line} imports private name {imported} from {module}")
+    return sorted(set(bad))
+
+
+def test_no_private_cross_package_import():
+    assert _private_imports() == []

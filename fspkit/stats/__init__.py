@@ -1,0 +1,11 @@
+"""Statistics of a robust architecture search (numpy, scipy, scikit-learn; no torch).
+
+Correlations with bootstrap intervals, regressions, the paper's Findings #1-#3, how well a cheap
+score filters candidates, and the study (:func:`analyze`) that states each claim's verdict.
+"""
+
+import lazy_loader as _lazy
+
+# The names below load on first use (lazy_loader reads them from __init__.pyi), so importing
+# a package does not import torch until something that needs it is used.
+__getattr__, __dir__, __all__ = _lazy.attach_stub(__name__, __file__)

@@ -1,0 +1,447 @@
+"""Robust evaluation: the paper's Table 1 row (clean, FGSM, PGD-20/100, DeepFool, MI-FGSM) for any model.
+
+Accuracy is counted exactly: every sample of the split is evaluated once, also under DDP (the
+loader shards without padding and the counts are summed over ranks). Each accuracy comes with a
+95% Wilson score interval. Cheap gradient-masking checks (in the spirit of AutoAttack's flags,
+Croce & Hein 2020; Athalye et al. 2018) run on the first batch before the expensive attacks, at
+the radius of the attacks being run.
+
+Refused before any attack (one-line ``ValueError``): a model with NaN/inf weights, a model whose
+input channels or number of outputs do not fit the data (:func:`check_model_data`), an empty
+dataset or attack list. Attacks run in float32 unless ``amp=True`` (bf16 autocast), which is
+recorded and warned about: bf16 during the attack raised PGD-20 accuracy by 4-5 points on a
+small digits model and made PGD-20 weaker than FGSM (SPEC §3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robnet.attacks.gradient import fgsm, pgd
+from robnet.attacks.spec import AttackConfig, attack_record, make_attack
+from robnet.data.datasets import ArrayDataset
+from robnet.data.loader import DeviceLoader, make_loader
+from robnet.io.results import provenance
+from robnet.utils import all_reduce_, dist_info, eval_mode
+
+__all__ = [
+    "AttackResult",
+    "EvalReport",
+    "check_finite_weights",
+    "check_model_data",
+    "eval_batches",
+    "evaluate",
+    "gradient_masking_checks",
+    "masking_settings",
+    "wilson_interval",
+]
+
+log = logging.getLogger(__name__)
+
+AMP_WARNING = ("attacks ran under bf16 autocast (amp): bf16 can mask gradients and overstate robust accuracy "
+               "(SPEC §3); report numbers from a float32 run (without --amp)")
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a binomial proportion ``correct / n``."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = correct / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass
+class AttackResult:
+    """One column of the table: an attack's correct count over ``n`` samples.
+
+    ``config`` is the attack as recorded (:func:`robnet.attacks.spec.attack_record`).
+    """
+
+    name: str
+    config: dict[str, Any]
+    correct: int
+    n: int
+    seconds: float
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else float("nan")
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        return wilson_interval(self.correct, self.n)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Strict JSON data: with no samples, accuracy and interval are null with the reason."""
+        out: dict[str, Any] = {"name": self.name, "accuracy": None, "ci95": None, "correct": self.correct,
+                               "n": self.n, "seconds": self.seconds, "attack": self.config}
+        if self.n:
+            out["accuracy"], out["ci95"] = self.accuracy, list(self.ci95)
+        else:
+            out["accuracy_missing"] = "no samples were evaluated"
+        return out
+
+
+@dataclass
+class EvalReport:
+    """The result of :func:`evaluate`; ``to_dict`` is the JSON record (provenance block first)."""
+
+    results: list[AttackResult]
+    warnings: list[str] = field(default_factory=list)
+    n: int = 0
+    seed: int = 0
+    device: str = "cpu"
+    transfer_from: str | None = None
+    amp: bool = False
+    masking: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def accuracy(self, name: str) -> float:
+        for r in self.results:
+            if r.name == name:
+                return r.accuracy
+        raise KeyError(f"no result named {name!r}; have {[r.name for r in self.results]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Provenance (versions, device, seed, settings), precision, results, warnings, extras."""
+        return {**provenance(seed=self.seed, device=self.device, settings=self.settings), "n": self.n,
+                "amp": self.amp, "precision": "bfloat16" if self.amp else "float32",
+                "transfer_from": self.transfer_from, "results": [r.to_dict() for r in self.results],
+                "masking_checks": self.masking, "warnings": self.warnings, **self.extra}
+
+    def table(self) -> str:
+        """A Table-1 style row: one column per attack, accuracy in percent with its 95% interval."""
+        names = [r.name for r in self.results]
+        widths = [max(len(n), 19) for n in names]
+        head = "  ".join(n.rjust(w) for n, w in zip(names, widths, strict=True))
+        cells = []
+        for r, w in zip(self.results, widths, strict=True):
+            lo, hi = r.ci95
+            cells.append(f"{100 * r.accuracy:6.2f} [{100 * lo:5.1f},{100 * hi:5.1f}]".rjust(w))
+        return head + "\n" + "  ".join(cells)
+
+
+# ----------------------------------------------------------------------------- checks before compute
+
+
+def check_finite_weights(model: nn.Module, *, what: str = "model") -> None:
+    """Refuse a model with NaN or infinite parameters or floating-point buffers (one host sync).
+
+    A diverged checkpoint evaluates to chance-level accuracy that looks like a number; its
+    attacks get NaN gradients, which the sign step turns into no step at all.
+
+    Raises:
+        ValueError: naming how many tensors are non-finite and the first one.
+    """
+    named = [(n, t) for n, t in [*model.named_parameters(), *model.named_buffers()]
+             if t.is_floating_point() and t.numel()]
+    if not named:
+        return
+    finite = torch.stack([torch.isfinite(t.detach()).all().to(named[0][1].device) for _, t in named]).tolist()
+    bad = [n for (n, _), ok in zip(named, finite, strict=True) if not ok]
+    if bad:
+        raise ValueError(f"{what} has non-finite weights: {len(bad)} of {len(named)} tensors hold NaN or inf "
+                         f"(first: {bad[0]}). Hint: the checkpoint comes from a diverged run; use an earlier one")
+
+
+def _dataset_attr(data: Any, name: str) -> Any:
+    """``data.name``, looking through ``torch.utils.data.Subset`` wrappers."""
+    while not hasattr(data, name) and isinstance(data, torch.utils.data.Subset):
+        data = data.dataset
+    return getattr(data, name, None)
+
+
+def check_model_data(model: nn.Module, data: Any, *, allow_more_classes: bool = False,
+                     what: str = "model") -> int:
+    """Check that ``model`` fits ``data``: input channels, then number of outputs vs classes.
+
+    The channel count comes from the model's first ``Conv2d``; the number of outputs from one
+    forward of the first sample (eval mode, no gradient, the model's device).
+
+    Args:
+        model: the classifier.
+        data: an :class:`ArrayDataset`, a folder dataset or a ``Subset`` of one (non-empty).
+        allow_more_classes: accept a model with more outputs than the data has classes (e.g. an
+            ImageNet-1k model on a subset of the classes); never fewer.
+        what: how errors name the model ("model", "transfer source", a checkpoint path).
+
+    Returns:
+        The model's number of outputs.
+
+    Raises:
+        ValueError: empty data, wrong channel count, outputs that are not (N, classes), fewer
+            outputs than classes, or more without ``allow_more_classes``.
+    """
+    if len(data) == 0:
+        raise ValueError("the dataset is empty: nothing to evaluate. Hint: check --subset / --n and --split")
+    label = f"{_dataset_attr(data, 'name') or 'the data'}"
+    image, _ = data[0]
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if first is not None and image.dim() == 3 and first.in_channels != image.shape[0]:
+        raise ValueError(f"{what} expects {first.in_channels}-channel images but {label} has {image.shape[0]}: "
+                         "wrong --data for this checkpoint?")
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    x = image.to(device).float().div(255.0) if not image.is_floating_point() else image.to(device)
+    with torch.no_grad(), eval_mode(model):
+        out = model(x[None])
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"{what} must return logits of shape (N, classes), got {got}")
+    outputs, classes = int(out.shape[1]), _dataset_attr(data, "num_classes")
+    if classes is None:
+        return outputs
+    if outputs < classes:
+        raise ValueError(f"{what} has {outputs} outputs but {label} has {classes} classes: labels "
+                         f"{outputs}..{classes - 1} can never be predicted. Hint: wrong --data for this checkpoint?")
+    if outputs > classes and not allow_more_classes:
+        raise ValueError(f"{what} has {outputs} outputs but {label} has {classes} classes: wrong --data for this "
+                         "checkpoint? Hint: --allow-more-classes (allow_more_classes=True) accepts a model with "
+                         "more outputs than the data's classes")
+    return outputs
+
+
+def masking_settings(attacks: Sequence[AttackConfig]) -> tuple[float, float] | None:
+    """The L-inf radius and PGD step the masking checks use: those of the attacks being run.
+
+    The PGD with the most steps sets both; without PGD, the first FGSM/MI-FGSM sets eps (step
+    eps/4). ``None`` when no L-inf attack with a finite, positive radius runs (the checks then
+    skip their attack comparisons).
+    """
+    linf = [c for c in attacks if c.name in ("pgd", "fgsm", "mifgsm") and 0 < c.eps < math.inf]
+    pgds = [c for c in linf if c.name == "pgd"]
+    if pgds:
+        best = max(pgds, key=lambda c: c.steps)
+        return best.eps, best.step_size
+    if linf:
+        return linf[0].eps, linf[0].eps / 4
+    return None
+
+
+# ----------------------------------------------------------------------------- masking checks
+
+
+def gradient_masking_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float | None = 8 / 255,
+                            step_size: float = 2 / 255, generator: torch.Generator | None = None) -> list[str]:
+    """Cheap signs of gradient masking on one batch; returns human-readable warnings (empty: none seen).
+
+    Checks: (0) non-finite logits (then the other checks are meaningless and skipped);
+    (1) outputs that look like probabilities (softmax inside the model flattens the
+    cross-entropy gradient); (2) input gradients that are exactly zero; with ``eps`` (the radius
+    of the attacks being evaluated; ``None`` skips these): (3) PGD weaker than FGSM; (4) accuracy
+    that does not decrease as PGD runs more steps.
+    """
+    warnings: list[str] = []
+    with torch.no_grad():
+        out = model(x).float()
+    bad = int((~torch.isfinite(out).all(1)).sum())
+    if bad:
+        return [f"{bad} of {len(x)} samples have non-finite logits (NaN or inf): gradients are meaningless there, "
+                "a gradient-masking signature; accuracies on this model are not valid"]
+    if bool((out >= 0).all()) and torch.allclose(out.sum(1), torch.ones_like(out[:, 0]), atol=1e-3):
+        warnings.append("model outputs look like probabilities (non-negative, rows sum to 1): attacks on a softmax "
+                        "output get vanishing gradients and overestimate robustness; return logits instead")
+    x_req = x.detach().clone().requires_grad_(True)
+    loss = F.cross_entropy(model(x_req).float(), y, reduction="sum")
+    (grad,) = torch.autograd.grad(loss, x_req)
+    zero = int((grad.flatten(1).abs().amax(1) == 0).sum())
+    if zero:
+        warnings.append(f"{zero} of {len(x)} samples have an exactly zero input gradient: the loss surface is flat "
+                        "there (saturated outputs, non-differentiable layers?); gradient attacks cannot move them")
+    if eps is None:
+        return warnings
+
+    def acc(xa: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float((model(xa).argmax(1) == y).float().mean())
+
+    a_fgsm = acc(fgsm(model, x, y, eps=eps))
+    steps_acc = [acc(pgd(model, x, y, eps=eps, step_size=step_size, steps=s, random_start=True,
+                         generator=generator)) for s in (1, 5, 20)]
+    slack = 1.5 / len(x)  # one or two samples of noise
+    if steps_acc[-1] > a_fgsm + slack:
+        warnings.append(f"PGD-20 is weaker than FGSM on the first batch ({steps_acc[-1]:.3f} vs {a_fgsm:.3f}, "
+                        f"eps {eps:.4g}): a sign of gradient masking; try more restarts or a black-box attack")
+    if steps_acc[1] > steps_acc[0] + slack or steps_acc[2] > steps_acc[1] + slack:
+        warnings.append(f"accuracy does not decrease with PGD steps (1/5/20 steps: "
+                        f"{steps_acc[0]:.3f}/{steps_acc[1]:.3f}/{steps_acc[2]:.3f}, eps {eps:.4g}): "
+                        "a sign of gradient masking")
+    return warnings
+
+
+# A stronger attack may lose to a weaker one by a few samples by chance (random starts, weak models);
+# only a gap above this many accuracy points is reported.
+CONSISTENCY_MARGIN = 0.01
+
+
+def _consistency_warnings(results: Sequence[AttackResult]) -> list[str]:
+    acc = {r.name: r.accuracy for r in results}
+    out = []
+    for strong, weak in (("pgd20", "fgsm"), ("pgd100", "fgsm"), ("pgd100", "pgd20")):
+        if strong in acc and weak in acc and acc[strong] > acc[weak] + CONSISTENCY_MARGIN:
+            out.append(f"{strong} accuracy ({acc[strong]:.4f}) is more than {CONSISTENCY_MARGIN:.0%} above {weak} "
+                       f"({acc[weak]:.4f}): the stronger attack did worse, a sign of gradient masking")
+    return out
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def eval_batches(data: ArrayDataset | torch.utils.data.Dataset[Any], *, batch_size: int, device: torch.device,
+                 num_workers: int = 4) -> tuple[Iterable[tuple[torch.Tensor, torch.Tensor]], int]:
+    """Batches of ``data`` on ``device`` in dataset order, each sample exactly once, and their count.
+
+    In-memory sets go through :class:`DeviceLoader` (sharded over DDP ranks without padding);
+    streamed folder sets (Tiny-ImageNet, ImageNet-val) through a DataLoader, in one process.
+    """
+    rank, world = dist_info()
+    if isinstance(data, ArrayDataset):
+        loader = DeviceLoader(data, batch_size=batch_size, device=device, shuffle=False, rank=rank,
+                              world_size=world)
+        return loader, len(loader)
+    if world > 1:
+        raise ValueError("streamed folder datasets are evaluated in one process; run without torchrun")
+    dl = make_loader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers, seed=0,
+                     pin_memory=device.type == "cuda")
+    moved = ((x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in dl)
+    return moved, len(dl)
+
+
+def _check_attacks(attacks: Sequence[tuple[str, AttackConfig]], batch_size: int) -> None:
+    if not attacks:
+        raise ValueError("evaluate: no attacks given. Hint: e.g. [('clean', parse_attack('clean'))]")
+    for item in attacks:
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
+                and isinstance(item[1], AttackConfig)):
+            raise TypeError(f"evaluate: attacks must be (name, AttackConfig) pairs, got {item!r}. "
+                            "Hint: robnet.attacks.spec.parse_attack_list('clean,pgd20')")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"evaluate: batch_size must be an int >= 1, got {batch_size!r}")
+
+
+def evaluate(model: nn.Module, data: ArrayDataset | torch.utils.data.Dataset[Any],
+             attacks: Sequence[tuple[str, AttackConfig]], *, batch_size: int = 256,
+             device: torch.device | str | None = None, seed: int = 0, source: nn.Module | None = None,
+             transfer_from: str | None = None, amp: bool = False, masking_checks: bool = True,
+             progress: bool = True, num_workers: int = 4, allow_more_classes: bool = False) -> EvalReport:
+    """Accuracy of ``model`` under each attack, on every sample of ``data`` exactly once.
+
+    Args:
+        model: the classifier (scored in eval mode; its mode is restored afterwards).
+        data: the evaluation split: an in-memory :class:`ArrayDataset` (any number of DDP
+            processes) or a streamed folder dataset (one process; ``num_workers`` decode it).
+        attacks: (name, config) pairs, e.g. from :func:`robnet.attacks.spec.parse_attack_list`; a
+            config named "none" measures clean accuracy.
+        batch_size: per-process batch.
+        device: where to run (default: the model's device).
+        seed: seeds the attacks' random starts (per rank and batch, recorded).
+        source: transfer (black-box) setting: craft the examples on ``source``, score ``model``.
+        transfer_from: a label for ``source`` recorded in the report.
+        amp: bf16 autocast during attacks and scoring (default off; recorded and warned about).
+        masking_checks: run the gradient-masking checks on the first batch, at the radius of the
+            L-inf attacks in ``attacks`` (:func:`masking_settings`).
+        progress: tqdm bar (rank 0, TTY only).
+        num_workers: image-decoding workers for streamed folder sets.
+        allow_more_classes: accept a model with more outputs than the data's classes.
+
+    Raises:
+        ValueError: no attacks, an empty dataset, non-finite weights, a model (or source) that
+            does not fit the data (:func:`check_model_data`).
+    """
+    _check_attacks(attacks, batch_size)
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    check_finite_weights(model)
+    check_model_data(model, data, allow_more_classes=allow_more_classes)
+    if source is not None:
+        check_finite_weights(source, what="transfer source")
+        check_model_data(source, data, allow_more_classes=allow_more_classes, what="transfer source")
+    mask = masking_settings([cfg for _, cfg in attacks])
+    warnings = [AMP_WARNING] if amp else []
+    if amp:
+        log.warning("%s", AMP_WARNING)
+    checks = masking_checks and source is None
+    counts, n, seconds, found = _run(model, data, attacks, dev=dev, seed=seed, source=source, amp=amp,
+                                     checks=checks, mask=mask, progress=progress, batch_size=batch_size,
+                                     num_workers=num_workers)
+    warnings += found
+    results = [AttackResult(name=name, config=attack_record(cfg), correct=c, n=n, seconds=s)
+               for (name, cfg), c, s in zip(attacks, counts, seconds, strict=True)]
+    warnings += _consistency_warnings(results)
+    settings = {"attacks": [name for name, _ in attacks], "batch_size": batch_size, "amp": amp,
+                "masking_checks": masking_checks, "allow_more_classes": allow_more_classes,
+                "transfer_from": transfer_from}
+    masking = {"ran": checks, "eps": mask[0] if mask else None, "step_size": mask[1] if mask else None}
+    return EvalReport(results=results, warnings=warnings, n=n, seed=seed, device=str(dev),
+                      transfer_from=transfer_from, amp=amp, masking=masking, settings=settings)
+
+
+def _run(model: nn.Module, data: Any, attacks: Sequence[tuple[str, AttackConfig]], *, dev: torch.device, seed: int,
+         source: nn.Module | None, amp: bool, checks: bool, mask: tuple[float, float] | None, progress: bool,
+         batch_size: int, num_workers: int) -> tuple[list[int], int, list[float], list[str]]:
+    """The evaluation loop: correct counts per attack (summed over ranks), n, seconds, warnings.
+
+    ``checks``: run the masking checks on the first batch, at ``mask`` = (eps, step) (``None``:
+    without the attack comparisons).
+    """
+    from tqdm.auto import tqdm
+
+    rank, _ = dist_info()
+    loader, n_batches = eval_batches(data, batch_size=batch_size, device=dev, num_workers=num_workers)
+    attacker = source if source is not None else model
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(seed * 1_000_003 + rank)
+    fns: list[Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None] = [
+        None if cfg.name == "none" else make_attack(cfg, generator=gen) for _, cfg in attacks]
+    correct = torch.zeros(len(attacks), dtype=torch.long, device=dev)
+    nonfinite = torch.zeros((), dtype=torch.long, device=dev)  # rows with NaN/inf logits, any attack
+    n = torch.zeros((), dtype=torch.long, device=dev)
+    seconds = [0.0] * len(attacks)
+    warnings: list[str] = []
+    autocast = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if amp else contextlib.nullcontext
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(eval_mode(model))
+        if source is not None:
+            stack.enter_context(eval_mode(source))
+        # disable=None: tqdm turns itself off when stderr is not a terminal
+        bar = tqdm(loader, desc="eval", unit="batch", leave=False, total=n_batches,
+                   disable=True if not progress or rank else None)
+        for i, (x, y) in enumerate(bar):
+            if i == 0 and checks and rank == 0:
+                k = min(len(x), 128)
+                eps, step = mask if mask is not None else (None, 0.0)
+                warnings += gradient_masking_checks(model, x[:k], y[:k], eps=eps, step_size=step, generator=gen)
+                for w in warnings:
+                    log.warning("gradient masking check: %s", w)
+            for j, fn in enumerate(fns):
+                t0 = time.perf_counter()
+                with autocast():
+                    x_eval = x if fn is None else fn(attacker, x, y)
+                    with torch.no_grad():
+                        logits = model(x_eval)
+                correct[j] += (logits.argmax(1) == y).sum()
+                nonfinite += (~torch.isfinite(logits).all(1)).sum()
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+                seconds[j] += time.perf_counter() - t0
+            n += y.numel()
+    for t in (correct, n, nonfinite):
+        all_reduce_(t)
+    if int(n) == 0:
+        raise ValueError("no samples were evaluated: the dataset is empty. Hint: check --subset and --split")
+    if int(nonfinite):
+        warnings.append(f"{int(nonfinite)} of {int(n) * len(attacks)} scored rows had non-finite logits (NaN or inf): "
+                        "the model overflows; these accuracies are not valid")
+    return correct.tolist(), int(n), seconds, warnings

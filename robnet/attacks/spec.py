@@ -1,0 +1,392 @@
+"""The attack language both CLIs share: ``pgd20``, ``pgd20:eps=4/255,step_size=1/255``, ``fgsm``, ``none``.
+
+A spec string names an attack with the paper's settings (SPEC §3) and optionally overrides any
+:class:`AttackConfig` field after a colon. :func:`parse_attack` turns a spec into a frozen
+config, :func:`format_attack` turns a config back into its shortest spec
+(``parse_attack(format_attack(c)) == c``), :func:`make_attack` binds a config to its attack
+function through a name -> binder table, and :func:`attack_record` is the one schema in which
+``robnet eval`` and ``fspkit score`` record an attack (``asdict(config)`` plus its spec).
+
+The attack functions themselves live in :mod:`robnet.attacks.gradient`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from robnet.attacks.gradient import AttackFn, deepfool, fgsm, mifgsm, no_attack, pgd, pgd_l2
+
+__all__ = [
+    "ATTACK_NAMES",
+    "AttackConfig",
+    "attack_record",
+    "format_attack",
+    "make_attack",
+    "parse_attack",
+    "parse_attack_list",
+    "parse_fraction",
+]
+
+_NORMS = ("inf", "2")
+# Attacks whose radius is an L-inf distance in [0, 1] pixel units: a finite eps above 1 covers the
+# whole pixel range, which is never meant (a user typing 8 for 8/255).
+_LINF_NAMES = ("fgsm", "pgd", "mifgsm")
+
+
+# ----------------------------------------------------------------------------- binders
+
+_Binder = Callable[["AttackConfig", torch.Generator | None], AttackFn]
+
+
+def _bind_none(c: AttackConfig, generator: torch.Generator | None) -> AttackFn:
+    return no_attack
+
+
+def _bind_fgsm(c: AttackConfig, generator: torch.Generator | None) -> AttackFn:
+    def run(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        return fgsm(model, x, y, eps=c.eps)
+    return run
+
+
+def _bind_pgd(c: AttackConfig, generator: torch.Generator | None) -> AttackFn:
+    def run(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        return pgd(model, x, y, eps=c.eps, step_size=c.step_size, steps=c.steps, random_start=c.random_start,
+                   generator=generator)
+    return run
+
+
+def _bind_pgd_l2(c: AttackConfig, generator: torch.Generator | None) -> AttackFn:
+    def run(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        return pgd_l2(model, x, y, eps=c.eps, step_size=c.step_size, steps=c.steps, random_start=c.random_start,
+                      generator=generator)
+    return run
+
+
+def _bind_mifgsm(c: AttackConfig, generator: torch.Generator | None) -> AttackFn:
+    def run(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        return mifgsm(model, x, y, eps=c.eps, step_size=c.step_size, steps=c.steps, decay=c.decay)
+    return run
+
+
+def _bind_deepfool(c: AttackConfig, generator: torch.Generator | None) -> AttackFn:
+    def run(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        return deepfool(model, x, y, steps=c.steps, overshoot=c.overshoot, num_candidates=c.num_candidates,
+                        norm=c.norm, eps=None if math.isinf(c.eps) else c.eps)
+    return run
+
+
+# The one table from an attack name to its binder; ATTACK_NAMES and make_attack follow it.
+_BINDERS: dict[str, _Binder] = {
+    "none": _bind_none,
+    "fgsm": _bind_fgsm,
+    "pgd": _bind_pgd,
+    "pgd_l2": _bind_pgd_l2,
+    "mifgsm": _bind_mifgsm,
+    "deepfool": _bind_deepfool,
+}
+ATTACK_NAMES = tuple(_BINDERS)
+
+
+# ----------------------------------------------------------------------------- configuration
+
+
+def _check_number(what: str, field: str, value: object, *, allow_inf: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{what}: {field} must be a number, got {type(value).__name__}")
+    v = float(value)
+    if not v >= 0.0 or (math.isinf(v) and not allow_inf):
+        bound = "a non-negative number" if allow_inf else "a finite non-negative number"
+        raise ValueError(f"{what}: {field} must be {bound}, got {value}")
+    return v
+
+
+def _check_int(what: str, field: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what}: {field} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{what}: {field} must be >= {minimum}, got {value}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttackConfig:
+    """An attack and its settings, as recorded (``dataclasses.asdict``) in every results record.
+
+    Fields an attack does not use are kept as given and ignored by it: ``decay`` is MI-FGSM's,
+    ``overshoot``/``num_candidates``/``norm`` are DeepFool's (``norm`` must also be "2" for
+    ``pgd_l2`` and "inf" for the L-inf attacks), ``random_start`` is PGD's, FGSM uses only eps.
+    For DeepFool, ``eps`` is the radius of the final projection (``math.inf``: none).
+
+    Attributes:
+        name: one of :data:`ATTACK_NAMES` ("none" is the clean evaluation).
+        eps: radius of the threat model (L-inf unless ``norm == "2"``); for the L-inf attacks a
+            finite eps must be at most 1 (the whole [0, 1] pixel range).
+        step_size: size of each step (L-inf: per pixel; L2: per sample).
+        steps: number of steps (DeepFool: maximum number of linearisations).
+        random_start: PGD's uniform start in the ball.
+        decay: MI-FGSM's momentum decay.
+        overshoot: DeepFool's overshoot.
+        num_candidates: DeepFool's candidate classes.
+        norm: "inf" or "2".
+    """
+
+    name: str
+    eps: float = 8 / 255
+    step_size: float = 2 / 255
+    steps: int = 20
+    random_start: bool = True
+    decay: float = 1.0
+    overshoot: float = 0.02
+    num_candidates: int = 10
+    norm: str = "inf"
+
+    def __post_init__(self) -> None:
+        if self.name not in ATTACK_NAMES:
+            close = difflib.get_close_matches(str(self.name), ATTACK_NAMES, n=2)
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise ValueError(f"AttackConfig: unknown attack name {self.name!r}; expected one of "
+                             f"{', '.join(ATTACK_NAMES)}.{hint}")
+        what = f"AttackConfig({self.name})"
+        eps = _check_number(what, "eps", self.eps, allow_inf=True)
+        _check_number(what, "step_size", self.step_size)
+        _check_int(what, "steps", self.steps, 0)
+        _check_number(what, "decay", self.decay)
+        _check_number(what, "overshoot", self.overshoot)
+        if not isinstance(self.random_start, bool):
+            raise TypeError(f"{what}: random_start must be a bool, got {type(self.random_start).__name__}")
+        _check_int(what, "num_candidates", self.num_candidates, 2)
+        if self.norm not in _NORMS:
+            raise ValueError(f"{what}: norm must be 'inf' or '2', got {self.norm!r}")
+        if self.name == "pgd_l2" and self.norm != "2":
+            raise ValueError(f"{what}: pgd_l2 is an L2 attack, so norm must be '2', got {self.norm!r}. "
+                             "Hint: AttackConfig(name='pgd_l2', norm='2', eps=0.5, ...) or "
+                             "parse_attack('pgd20_l2')")
+        if self.name in _LINF_NAMES and self.norm != "inf":
+            raise ValueError(f"{what}: {self.name} is an L-inf attack, so norm must be 'inf', got "
+                             f"{self.norm!r}. Hint: use name='pgd_l2' or 'deepfool' for L2")
+        if self.name == "pgd_l2" and math.isinf(eps):
+            raise ValueError(f"{what}: pgd_l2 needs a finite eps, got {self.eps}")
+        if self.norm == "inf" and math.isfinite(eps) and eps > 1.0:
+            raise ValueError(f"{what}: eps {self.eps} is above 1, larger than the whole [0, 1] pixel range. "
+                             "Hint: L-inf radii are in pixel units, e.g. eps=8/255 (or eps=inf for no bound)")
+
+
+def make_attack(cfg: AttackConfig, *, generator: torch.Generator | None = None) -> AttackFn:
+    """Bind a config to its attack function: ``make_attack(cfg)(model, x, y) -> x_adv``.
+
+    Args:
+        cfg: the attack and its settings.
+        generator: random-start source for PGD (ignored by the other attacks).
+
+    Returns:
+        A callable ``(model, x, y) -> x_adv``.
+
+    Raises:
+        TypeError: ``cfg`` is not an :class:`AttackConfig`.
+    """
+    if not isinstance(cfg, AttackConfig):
+        raise TypeError(f"make_attack: expected an AttackConfig, got {type(cfg).__name__}. "
+                        "Hint: parse_attack('pgd20') builds one from a string")
+    return _BINDERS[cfg.name](cfg, generator)
+
+
+def attack_record(cfg: AttackConfig) -> dict[str, Any]:
+    """The attack schema of every results record: ``asdict(cfg)`` plus ``"spec"``, its canonical
+    spec string (:func:`format_attack`), so a record names the attack and can re-create it."""
+    if not isinstance(cfg, AttackConfig):
+        raise TypeError(f"attack_record: expected an AttackConfig, got {type(cfg).__name__}")
+    return {**dataclasses.asdict(cfg), "spec": format_attack(cfg)}
+
+
+# ----------------------------------------------------------------------------- spec strings
+
+
+def parse_fraction(text: str) -> float:
+    """Parse a number written as a decimal or a fraction: "8/255", "0.03137", "8/255.", "inf".
+
+    Raises:
+        TypeError: ``text`` is not a string.
+        ValueError: anything else, with a hint.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"parse_fraction: expected a string, got {type(text).__name__}")
+    hint = "Hint: write a decimal or a fraction, e.g. '8/255' or '0.03137'"
+    parts = [p.strip() for p in text.strip().split("/")]
+    try:
+        if len(parts) == 1:
+            value = float(parts[0])
+        elif len(parts) == 2:
+            num, den = float(parts[0]), float(parts[1])
+            if den == 0.0:
+                raise ValueError(f"cannot parse {text!r}: division by zero. {hint}")
+            value = num / den
+        else:
+            raise ValueError(f"cannot parse {text!r} as a number: more than one '/'. {hint}")
+    except ValueError as err:
+        if str(err).startswith("cannot parse"):
+            raise
+        raise ValueError(f"cannot parse {text!r} as a number. {hint}") from None
+    if math.isnan(value):
+        raise ValueError(f"cannot parse {text!r}: not a number. {hint}")
+    return value
+
+
+_SPEC_RE = re.compile(r"^(?:(?P<clean>clean|none)|(?P<fgsm>fgsm)|pgd(?P<pgd>\d*)(?P<l2>_l2)?"
+                      r"|mifgsm(?P<mi>\d*)|(?P<df>deepfool)(?P<dfl2>_l2)?)$")
+_SPEC_HINT = ("expected clean, fgsm, pgd<N> (e.g. pgd20, pgd100, pgd7), pgd<N>_l2, mifgsm, deepfool, "
+              "deepfool_l2 or none (= clean), optionally followed by ':key=value,...' "
+              "(e.g. 'pgd20:eps=4/255,random_start=false')")
+_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(AttackConfig) if f.name != "name"}
+_KNOWN_HEADS = ["clean", "none", "fgsm", "pgd20", "pgd100", "pgd7", "pgd20_l2", "mifgsm", "deepfool", "deepfool_l2"]
+
+
+def _base_config(head: str, spec: str) -> tuple[dict[str, object], bool]:
+    """Paper settings (SPEC §3) for a spec head; also whether step_size follows eps/steps."""
+    m = _SPEC_RE.match(head.replace("-", "").replace(" ", ""))
+    if m is None:
+        close = difflib.get_close_matches(head, _KNOWN_HEADS, n=2)
+        did = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"parse_attack: unknown attack {spec!r}.{did} {_SPEC_HINT}")
+    if m["clean"]:
+        return {"name": "none", "eps": 0.0, "step_size": 0.0, "steps": 0, "random_start": False}, False
+    if m["fgsm"]:
+        return {"name": "fgsm", "step_size": 8 / 255, "steps": 1, "random_start": False}, True
+    if m["df"]:
+        if m["dfl2"]:
+            return {"name": "deepfool", "steps": 50, "norm": "2", "eps": 0.5, "random_start": False}, False
+        return {"name": "deepfool", "steps": 50, "random_start": False}, False
+    if m["mi"] is not None:
+        return {"name": "mifgsm", "steps": int(m["mi"] or 20), "random_start": False}, False
+    steps = int(m["pgd"] or 20)
+    if m["l2"]:
+        # Madry et al.'s step rule for L2, 2.5 * eps / steps, at the usual CIFAR L2 radius 0.5.
+        step = 2.5 * 0.5 / max(steps, 1)
+        return {"name": "pgd_l2", "norm": "2", "eps": 0.5, "steps": steps, "step_size": step}, True
+    return {"name": "pgd", "steps": steps}, False
+
+
+def parse_attack(spec: str) -> AttackConfig:
+    """Build an :class:`AttackConfig` from a CLI string with the paper's settings (SPEC §3).
+
+    ``clean`` or ``none`` (no attack), ``fgsm`` (one step of eps = 8/255), ``pgd<N>`` (N steps of
+    2/255, eps 8/255, random start; ``pgd`` = ``pgd20``), ``pgd<N>_l2`` (eps 0.5, step
+    2.5 * eps / N), ``mifgsm`` (20 steps of 2/255, decay 1.0, no random start), ``deepfool``
+    (L-inf, 50 steps, overshoot 0.02, 10 candidates, projected into eps 8/255), ``deepfool_l2``
+    (projected into L2 eps 0.5). Any field can be overridden after a colon:
+    ``pgd20:eps=4/255,step_size=1/255``. For fgsm and pgd_l2 the step size follows an
+    overridden eps (and steps) unless given.
+
+    Raises:
+        TypeError: ``spec`` is not a string.
+        ValueError: unknown attack, unknown key, a value that does not parse, invalid settings.
+    """
+    if not isinstance(spec, str):
+        raise TypeError(f"parse_attack: expected a string, got {type(spec).__name__}")
+    head, _, tail = spec.strip().lower().partition(":")
+    base, step_follows = _base_config(head.strip(), spec)
+    overrides: dict[str, object] = {}
+    for item in filter(None, (t.strip() for t in tail.split(","))):
+        key, sep, raw = (s.strip() for s in item.partition("="))
+        if not sep or not raw:
+            raise ValueError(f"parse_attack: override {item!r} in {spec!r} is not key=value. {_SPEC_HINT}")
+        if key not in _FIELD_TYPES:
+            close = difflib.get_close_matches(key, list(_FIELD_TYPES), n=1)
+            did = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"parse_attack: unknown setting {key!r} in {spec!r}.{did} "
+                             f"Settings: {', '.join(_FIELD_TYPES)}")
+        overrides[key] = _parse_value(key, raw, spec)
+    fields = {**base, **overrides}
+    if step_follows and "step_size" not in overrides and ("eps" in overrides or "steps" in overrides):
+        eps = float(fields["eps"])  # type: ignore[arg-type]
+        steps = int(fields["steps"])  # type: ignore[call-overload]
+        fields["step_size"] = eps if fields["name"] == "fgsm" else 2.5 * eps / max(steps, 1)
+    return AttackConfig(**fields)  # type: ignore[arg-type]
+
+
+def parse_attack_list(text: str) -> list[tuple[str, AttackConfig]]:
+    """Parse a comma-separated list of specs, e.g. ``"clean,fgsm,pgd20:eps=4/255,step_size=1/255"``.
+
+    An item of the form ``key=value`` continues the previous spec's overrides, so a spec with
+    several overrides keeps its commas. Returns ``(spec, config)`` pairs in order; the spec is the
+    text as given (whitespace trimmed), used as the result's name.
+
+    Raises:
+        TypeError: ``text`` is not a string.
+        ValueError: an empty list or an empty item (``","``, ``"pgd20,,fgsm"``), a spec given twice,
+            or any :func:`parse_attack` error.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"parse_attack_list: expected a string, got {type(text).__name__}")
+    hint = "Hint: e.g. --attacks clean,fgsm,pgd20 or --attacks 'pgd20:eps=4/255,step_size=1/255'"
+    specs: list[str] = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            raise ValueError(f"attack list {text!r} has an empty item. {hint}")
+        continues = "=" in item and ":" not in item
+        if continues and specs:
+            specs[-1] += "," + item
+        else:
+            specs.append(item)
+    pairs = [(spec, parse_attack(spec)) for spec in specs]
+    seen: set[str] = set()
+    for spec, _ in pairs:
+        if spec in seen:
+            raise ValueError(f"attack list {text!r} names {spec!r} twice; each result needs its own name. {hint}")
+        seen.add(spec)
+    return pairs
+
+
+def _parse_value(key: str, raw: str, spec: str) -> object:
+    kind = _FIELD_TYPES[key]
+    if kind == "bool":
+        table = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+        if raw not in table:
+            raise ValueError(f"parse_attack: {key}={raw!r} in {spec!r} is not a boolean. Hint: true or false")
+        return table[raw]
+    if kind == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"parse_attack: {key}={raw!r} in {spec!r} is not an integer") from None
+    if kind == "str":
+        return raw
+    return parse_fraction(raw)
+
+
+def format_attack(cfg: AttackConfig) -> str:
+    """The shortest :func:`parse_attack` spec for ``cfg``: ``parse_attack(format_attack(c)) == c``."""
+    if not isinstance(cfg, AttackConfig):
+        raise TypeError(f"format_attack: expected an AttackConfig, got {type(cfg).__name__}")
+    if cfg.name == "none":
+        head = "clean"
+    elif cfg.name in ("pgd", "pgd_l2"):
+        head = f"pgd{cfg.steps}" + ("_l2" if cfg.name == "pgd_l2" else "")
+    elif cfg.name == "mifgsm":
+        head = f"mifgsm{cfg.steps}"
+    elif cfg.name == "deepfool":
+        head = "deepfool_l2" if cfg.norm == "2" else "deepfool"
+    else:
+        head = cfg.name
+    base = parse_attack(head)
+    # Write eps and steps before step_size, so that a step size that follows them is not recomputed.
+    diffs = [f"{f}={_format_value(getattr(cfg, f))}" for f in _FIELD_TYPES
+             if getattr(cfg, f) != getattr(base, f)]
+    follows = cfg.name in ("fgsm", "pgd_l2")
+    if follows and any(d.startswith(("eps=", "steps=")) for d in diffs) and not any(
+            d.startswith("step_size=") for d in diffs):
+        diffs.append(f"step_size={_format_value(cfg.step_size)}")
+    return head + (":" + ",".join(diffs) if diffs else "")
+
+
+def _format_value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return repr(v) if isinstance(v, float) else str(v)

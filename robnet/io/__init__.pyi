@@ -1,0 +1,30 @@
+"""Files, checkpoints, results and run folders (public: fspkit uses them too).
+
+* :mod:`~robnet.io.files`: the one atomic writer, md5, download, safe extraction.
+* :mod:`~robnet.io.checkpoint`: save/load with ``weights_only``; official RobNets checkpoints
+  through the restricted unpickler (:mod:`~robnet.io.unpickle`): no pickled code runs.
+* :mod:`~robnet.io.results`: provenance, derived seeds, strict JSON and fsynced JSON Lines.
+* :mod:`~robnet.io.rundir`: run folders that cannot be clobbered (lock, record, resume checks).
+"""
+
+from .checkpoint import CheckpointError, load, load_any, load_official, load_raw, save
+from .files import atomic_open, atomic_write, file_md5
+from .results import (
+    append_jsonl,
+    check_output_path,
+    config_hash,
+    derive_seed,
+    dumps,
+    provenance,
+    read_jsonl,
+    to_jsonable,
+    versions,
+    write_json,
+)
+from .rundir import RunDir, RunExistsError, RunLockedError, run_lock
+
+__all__ = [
+    "CheckpointError", "RunDir", "RunExistsError", "RunLockedError", "append_jsonl", "atomic_open", "atomic_write",
+    "check_output_path", "config_hash", "derive_seed", "dumps", "file_md5", "load", "load_any", "load_official",
+    "load_raw", "provenance", "read_jsonl", "run_lock", "save", "to_jsonable", "versions", "write_json",
+]
