@@ -68,7 +68,7 @@ from robnet.models.genotype import Genotype
 from robnet.models.network import build_robnet
 from robnet.search.candidate import accuracy, recalibrate_bn
 from robnet.search.rundir import SearchDir
-from robnet.train.loop import finetune
+from robnet.train.finetune import finetune
 
 T = TypeVar("T")
 Batches = list[tuple[torch.Tensor, torch.Tensor]]

@@ -38,7 +38,8 @@ from _machine import describe
 from robnet import build_model
 from robnet.data.datasets import ArrayDataset
 from robnet.data.loader import Augment, DeviceLoader
-from robnet.train.loop import TrainConfig, adversarial_step, param_groups
+from robnet.train.config import TrainConfig
+from robnet.train.loop import adversarial_step, param_groups
 
 EPS, STEP, STEPS = 8 / 255, 2 / 255, 7
 

@@ -1,31 +1,41 @@
-"""The whole study in one call: search, FSP and proxy scores, finetuning, statistics, figures and
-a report (``fspkit demo``).
+"""The whole study in one call: search, FSP and proxy scores, finetuning, the retest, the honest
+re-measurement of the best candidate, statistics, figures and a report (``fspkit demo``).
 
 Into ``out_dir``::
 
-    run/                  the search's run folder (config, supernet, candidates, records.rank*.jsonl)
-    stats.json            every statistic of :func:`fspkit.stats.study.analyze` (strict JSON)
-    figures/*.png         the paper's figures from this run (:func:`fspkit.plots.figures.plot_all`)
+    run/                    the search's run folder (config, supernet, candidates, records.rank*.jsonl,
+                            selection.json)
+    stats.json              every statistic of :func:`fspkit.stats.analyze` (strict JSON)
+    figures/*.png           the paper's figures from this run (:func:`fspkit.plots.plot_all`)
     report.md, report.html  what this run found, beside what the paper reported
 
-Every candidate is finetuned by default (no FSP filter), so the value of the FSP filter and of
-each proxy can be measured against the truth (``stats.json``'s proxy table simulates keeping
-30%). Interrupted, the same call continues the search where it stopped and redoes the cheap
-analysis.
+Every candidate is finetuned (no FSP filter), so the value of the FSP filter and of each proxy can
+be measured against the truth (the proxy table simulates keeping 30%). Interrupted, the same call
+continues the search where it stopped and redoes the cheap analysis.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fspkit.search import FSPSearchConfig, plugins
+from robnet.io.results import write_json
+from robnet.search import records as R
+from robnet.search.config import SearchConfig, preset_config
+from robnet.search.rundir import SearchDir
+from robnet.search.runner import run
+from robnet.search.select import read_selection
+from robnet.utils import resolve_device
+
 log = logging.getLogger(__name__)
 
-__all__ = ["StudyOutputs", "run_study"]
+__all__ = ["StudyOutputs", "run_study", "study_config"]
 
 
 @dataclass(frozen=True)
@@ -41,90 +51,96 @@ class StudyOutputs:
     seconds: float
 
 
-def search_args(stage: str, run_dir: Path, *, preset: str, data: str | None, data_dir: str | None,
-                device: str | None, quiet: bool, overrides: dict[str, Any] | None = None) -> argparse.Namespace:
-    """The ``fspkit search`` flags of one stage of the study (for :func:`robnet.cli.search.run_search`)."""
-    from robnet.cli.search import add_search_arguments
-
-    p = argparse.ArgumentParser()
-    add_search_arguments(p)
-    argv = [stage, "--out", str(run_dir), "--preset", preset]
-    if data is not None:
-        argv += ["--data", data]
-    for flag, value in (overrides or {}).items():
-        argv += [f"--{flag.replace('_', '-')}", str(value)]
-    if data_dir is not None:
-        argv += ["--data-dir", data_dir]
-    if device is not None:
-        argv += ["--device", device]
-    if quiet:
-        argv.append("--quiet")
-    return p.parse_args(argv)
+def study_config(preset: str, *, seed: int, data: str | None = None,
+                 overrides: dict[str, Any] | None = None) -> SearchConfig:
+    """The search of a study: the preset, the seed (which seeds everything the search draws: candidates,
+    validation split, supernet, attacks), the data set and further overrides (``candidates``,
+    ``supernet_epochs``, ``finetune_schedule``)."""
+    extra = dict(overrides or {})
+    supernet_epochs = extra.pop("supernet_epochs", None)
+    cfg = preset_config(preset, seed=seed, **({"data": data} if data else {}), **extra)
+    if supernet_epochs is not None:
+        cfg = dataclasses.replace(cfg, supernet=dataclasses.replace(
+            cfg.supernet, epochs=supernet_epochs, warmup_epochs=min(cfg.supernet.warmup_epochs, supernet_epochs - 1)))
+    return cfg
 
 
-def fsp_hooks(plugin: dict[str, Any]) -> tuple[Any, Any]:
-    """``run_search``'s hooks for a folder's fspkit settings: the FSP scorer and filter."""
-    from functools import partial
+def _check_folder(run_dir: Path, config: SearchConfig, plugin: dict[str, Any], out: Path) -> None:
+    if not (run_dir / R.CONFIG_FILE).exists():
+        return
+    stored = R.read_search_json(run_dir)
+    if SearchConfig.from_dict(stored["config"]) != config or stored["plugin"] != plugin:
+        folder = SearchDir(run_dir, SearchConfig.from_dict(stored["config"]), stored["plugin"], None)
+        try:
+            folder.check_same(config, plugin)
+        except ValueError as e:
+            what = str(e).split(": ", 1)[1].split(". Hint", 1)[0]
+            raise ValueError(f"{out} holds a study made with other settings ({what}). Hint: use another --out, or "
+                             "--overwrite to replace it") from None
 
-    from fspkit.search import FSPScorer, FSPSearchConfig, fsp_filter
 
-    settings = plugin.get("fspkit")
-    if settings is None:
-        raise ValueError("this run folder was made by `robnet search` (no FSP scores): fspkit cannot add them "
-                         "to a finished pass. Hint: use another --out for `fspkit search`")
-    cfg = FSPSearchConfig(**{**settings, "proxies": tuple(settings.get("proxies", ()))})
-    return FSPScorer(cfg), partial(fsp_filter, cfg)
-
-
-def run_study(out_dir: str | Path, *, preset: str = "cpu-demo", data: str | None = None, data_dir: str | None = None,
-              device: str | None = None, quiet: bool = False, seed: int = 0,
-              overrides: dict[str, Any] | None = None) -> StudyOutputs:
+def run_study(out_dir: str | os.PathLike[str], *, preset: str = "cpu-demo", data: str | None = None,
+              data_dir: str | None = None, device: str | None = None, quiet: bool = False, seed: int = 0,
+              overrides: dict[str, Any] | None = None, procs: int | None = None, threads: int | None = None,
+              overwrite: bool = False, argv: list[str] | None = None) -> StudyOutputs:
     """Run (or continue) the study into ``out_dir``; see the module docstring.
 
     Args:
         out_dir: the study folder.
-        preset: the search preset (``cpu-demo``: digits, a few minutes on 2 CPU cores; ``paper``).
+        preset: the search preset (``cpu-demo``: digits, minutes on 2 CPU cores; ``paper``).
         data, data_dir: the data set (default: the preset's) and where it lives.
         device: ``cpu``, ``cuda`` ... (default: CUDA when available).
         quiet: no progress bars.
-        seed: the analysis's seed (bootstrap, t-SNE); the search's own seed is in its config.
-        overrides: further ``fspkit search`` flags, e.g. ``{"candidates": 12, "supernet_epochs": 1}``.
+        seed: seeds the whole study: the search's every random choice and the analysis.
+        overrides: e.g. ``{"candidates": 12, "supernet_epochs": 1, "finetune_schedule": "halving"}``.
+        procs, threads: local processes and threads per process (:func:`robnet.search.run`).
+        overwrite: replace a study already in ``out_dir``.
+        argv: the command line recorded in the search's ``search.json``.
+
+    Raises:
+        ValueError: ``out_dir`` is a file, or holds a study made with other settings (without
+            ``overwrite``); see :func:`robnet.search.run`.
     """
-    from fspkit import plots
+    from fspkit.plots import plot_all, run_context
     from fspkit.report import write_report
-    from fspkit.search import FSPSearchConfig
-    from fspkit.stats.study import analyze, load_records
-    from robnet.cli.search import run_search
-    from robnet.io.results import write_json
-    from robnet.utils import resolve_device
+    from fspkit.stats import analyze
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file: give a folder")
     run_dir = out / "run"
     t0 = time.perf_counter()
-    fsp_cfg = FSPSearchConfig()
-    args = search_args("all", run_dir, preset=preset, data=data, data_dir=data_dir, device=device, quiet=quiet,
-                       overrides=overrides)
-    run_search(args, plugin=fsp_cfg.plugin(), hooks=fsp_hooks, prog="fspkit")
-    records = load_records(run_dir)
+    config = study_config(preset, seed=seed, data=data, overrides=overrides)
+    plugin = FSPSearchConfig().plugin()
+    if not overwrite:
+        _check_folder(run_dir, config, plugin, out)
+    scorer, candidate_filter = plugins(plugin)
+    records = run(run_dir, config, scorer=scorer, candidate_filter=candidate_filter, plugin=plugin,
+                  data_dir=data_dir, device=device, procs=procs, threads=threads, overwrite=overwrite,
+                  progress=not quiet, argv=argv)
+    sd = SearchDir.open(run_dir, None, data_dir=data_dir, create=False, record=False)
+    search_seconds = time.perf_counter() - t0
     log.info("analysing %d candidates", len(records))
-    report = analyze(records, rng=seed)
+    report = analyze(records.records, rng=seed, notes=records.notes, selection=read_selection(sd))
     stats_json = write_json(out / "stats.json", report.to_dict())
-    context = plots.run_context(run_dir, n=len(records))
-    figures = plots.plot_all(records, out / "figures", context=context, analysis=report)
+    context = run_context(run_dir, n=len(records))
+    figures = plot_all(records.records, out / "figures", context=context, analysis=report)
     seconds = time.perf_counter() - t0
+    world = sd.last_world_size()
     md, html = write_report(out, report=report, figures=figures, context=context,
                             records_path=str(run_dir.relative_to(out)), stats_path="stats.json",
-                            extra={"preset": preset, "wall_seconds": seconds, "seed": seed,
-                                   "device": str(resolve_device(device)), "command": _command(preset, data, out)})
+                            extra={"preset": preset, "wall_seconds": seconds, "search_seconds": search_seconds,
+                                   "seed": seed, "device": str(resolve_device(device)), "processes": world,
+                                   "command": _command(preset, data, out, seed)})
     return StudyOutputs(run_dir, stats_json, figures, md, html, report, seconds)
 
 
-def _command(preset: str, data: str | None, out: Path) -> str:
+def _command(preset: str, data: str | None, out: Path, seed: int) -> str:
     parts = ["fspkit demo", f"--out {out}"]
     if preset != "cpu-demo":
         parts.append(f"--preset {preset}")
     if data is not None:
         parts.append(f"--data {data}")
+    if seed:
+        parts.append(f"--seed {seed}")
     return " ".join(parts)

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -26,8 +27,9 @@ from torch import nn
 
 from fspkit.proxies import PROXIES, ProxyConfig, compute_proxies, proxy_record
 from fspkit.score import score
+from robnet.models.genotype import deep_cells
 
-__all__ = ["FSPScorer", "FSPSearchConfig", "deep_fsp", "fsp_filter"]
+__all__ = ["FSPScorer", "FSPSearchConfig", "deep_fsp", "fsp_filter", "plugins"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,12 +68,14 @@ class FSPSearchConfig:
 
 
 def deep_fsp(values: Sequence[float | None]) -> float | None:
-    """Mean FSP distance of the deepest third of the cells (as :meth:`FSPReport.deep_mean`)."""
-    if not values or any(v is None or not math.isfinite(v) for v in values):
+    """Mean FSP distance of the deep cells (:func:`robnet.models.genotype.deep_cells`: the last third;
+    as :meth:`fspkit.score.FSPReport.deep_mean`); None when one of them is missing or not finite."""
+    if not values:
         return None
-    k = max(1, math.ceil(len(values) / 3))
-    deep = [float(v) for v in values[-k:] if v is not None]
-    return sum(deep) / len(deep)
+    deep = [values[i] for i in deep_cells(len(values))]
+    if any(v is None or not math.isfinite(v) for v in deep):
+        return None
+    return sum(float(v) for v in deep if v is not None) / len(deep)
 
 
 class FSPScorer:
@@ -119,3 +123,17 @@ def fsp_filter(config: FSPSearchConfig, records: list[dict[str, Any]]) -> set[in
     assert config.keep is not None
     n_keep = math.ceil(config.keep * len(records))
     return {i for _, i in sorted(finite)[:n_keep]}
+
+
+def plugins(plugin: dict[str, Any]) -> tuple[FSPScorer, Callable[[list[dict[str, Any]]], set[int]]]:
+    """The FSP scorer and filter of a run folder's pinned fspkit settings (``search.json``'s ``plugin``).
+
+    Raises:
+        ValueError: the folder holds a ``robnet search`` (no fspkit settings).
+    """
+    settings = plugin.get("fspkit")
+    if settings is None:
+        raise ValueError("this run folder was made by `robnet search` (no FSP scores): fspkit cannot add them "
+                         "to a finished pass. Hint: use another --out for `fspkit search`")
+    cfg = FSPSearchConfig(**{**settings, "proxies": tuple(settings.get("proxies", ()))})
+    return FSPScorer(cfg), partial(fsp_filter, cfg)

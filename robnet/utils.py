@@ -20,15 +20,24 @@ eval mode::
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
-from collections.abc import Iterator
+import signal
+import socket
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["SUPPORTED_DEVICES", "all_reduce_", "dist_info", "eval_mode", "frozen_params", "resolve_device",
-           "setup_distributed", "train_mode", "unwrap_model"]
+__all__ = ["SUPPORTED_DEVICES", "all_reduce_", "default_procs", "dist_info", "eval_mode", "frozen_params",
+           "resolve_device", "run_on_processes", "setup_distributed", "train_mode", "unwrap_model"]
 
 
 @contextmanager
@@ -181,3 +190,107 @@ def setup_distributed(device: str | torch.device | None = None) -> tuple[int, in
         torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     rank, world = dist_info()
     return rank, world, dev
+
+
+# ----------------------------------------------------------------------------- local processes
+
+
+def default_procs(device: str | torch.device | None = None) -> int:
+    """Processes a job runs on this machine by default: one per GPU with CUDA, one per usable CPU core."""
+    dev = resolve_device(device)
+    if dev.type == "cuda" and dev.index is None:
+        return max(1, torch.cuda.device_count())
+    if dev.type != "cpu":
+        return 1
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """Linux: this process gets SIGTERM when its parent dies (a killed job leaves no orphans)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _rank_env(rank: int, world: int, port: int) -> dict[str, str]:
+    return {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank), "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(world), "LOCAL_WORLD_SIZE": str(world)}
+
+
+def _child(rank: int, world: int, port: int, threads: int, error_file: str, fn: Callable[..., Any],
+           kwargs: dict[str, Any]) -> None:
+    _die_with_parent()
+    os.environ.update(_rank_env(rank, world, port))
+    torch.set_num_threads(threads)
+    try:
+        fn(**kwargs)
+    except BaseException as exc:  # the parent reports it: one line, then the job stops
+        with open(error_file, "w", encoding="utf-8") as f:
+            f.write(" ".join(f"{type(exc).__name__}: {exc}".split()))
+        raise SystemExit(1) from None
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _watch(children: list[Any], error_files: list[str], stop: threading.Event) -> None:
+    """Stop the whole job, with the child's one-line error, as soon as a child fails: the parent may be
+    blocked in a collective operation that would otherwise wait for the dead child forever."""
+    while not stop.wait(0.5):
+        for rank, (child, err) in enumerate(zip(children, error_files, strict=True), 1):
+            if child.exitcode not in (None, 0):
+                path = Path(err)
+                message = path.read_text(encoding="utf-8") if path.exists() else f"exit code {child.exitcode}"
+                for other in children:
+                    if other.is_alive():
+                        other.terminate()
+                print(f"error: process {rank} of {len(children) + 1} failed: {message}", file=sys.stderr, flush=True)
+                os._exit(1)
+
+
+def run_on_processes(fn: Callable[..., Any], kwargs: dict[str, Any], *, procs: int, threads: int) -> Any:
+    """``fn(**kwargs)`` on ``procs`` local processes joined in one process group (gloo on the CPU, NCCL
+    with one GPU each on CUDA, as under torchrun), this process being rank 0; returns rank 0's result.
+
+    The other ranks are spawned (``fn`` and ``kwargs`` must pickle) and die with this process. Each
+    process runs ``threads`` intra-op threads. A failing child stops the job at once with its error
+    on one line (exit status 1); a failing rank 0 stops the children and raises.
+    """
+    port = _free_port()
+    ctx = torch.multiprocessing.get_context("spawn")
+    saved = {k: os.environ.get(k) for k in _rank_env(0, procs, port)}
+    before = torch.get_num_threads()
+    with tempfile.TemporaryDirectory(prefix="robnet-procs-") as tmp:
+        errors = [str(Path(tmp) / f"rank{r}.err") for r in range(1, procs)]
+        children = [ctx.Process(target=_child, args=(r, procs, port, threads, errors[r - 1], fn, kwargs), daemon=False)
+                    for r in range(1, procs)]
+        for c in children:
+            c.start()
+        stop = threading.Event()
+        watcher = threading.Thread(target=_watch, args=(children, errors, stop), daemon=True)
+        watcher.start()
+        os.environ.update(_rank_env(0, procs, port))
+        torch.set_num_threads(threads)
+        try:
+            result = fn(**kwargs)
+            for c in children:
+                c.join()
+            return result
+        finally:
+            stop.set()
+            for c in children:
+                if c.is_alive():
+                    c.terminate()
+            if torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
+            torch.set_num_threads(before)
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v

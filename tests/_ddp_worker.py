@@ -45,7 +45,7 @@ def data(n: int = 192) -> Any:
 
 
 def config() -> Any:
-    from robnet.train.loop import TrainConfig
+    from robnet.train.config import TrainConfig
 
     return TrainConfig(epochs=2, warmup_epochs=1, batch_size=32, lr=0.05, crop_padding=1, flip=False, eps=0.1,
                        step_size=0.03, attack_steps=3, attack_bn="eval", val_attack_steps=2, seed=5)
@@ -57,7 +57,7 @@ def train_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     from robnet.attacks.evaluation import evaluate
     from robnet.attacks.spec import parse_attack
     from robnet.data.datasets import load_dataset
-    from robnet.train.loop import train
+    from robnet.train.run import train
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world, init_method=f"tcp://127.0.0.1:{port}")

@@ -10,7 +10,6 @@ numpy on records and can be tested without a figure. Records are mappings with t
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from fspkit.stats import findings as stats
+from robnet.search.records import CONFIG_FILE, read_search_json
 
 if TYPE_CHECKING:
     from fspkit.stats.study import StudyReport
@@ -330,20 +330,14 @@ def _proxy_note(rows: Records) -> str | None:
 
 
 def run_context(path: str | Path, *, n: int | None = None) -> dict[str, Any]:
-    """Caption facts of a run folder from its ``config.json`` (or the search's ``search.json``):
-    ``attack`` (or the search's ``eval_attack``) and ``data``, at the top level or under ``config``.
-    For a records file, the folder that holds it."""
+    """Caption facts of a run folder (or of the folder of a records file) from the search's
+    ``search.json``: the evaluation ``attack`` and the ``data``; none for a loose file."""
     ctx: dict[str, Any] = {} if n is None else {"n": n}
     folder = Path(path)
     if folder.is_file():
         folder = folder.parent
-    for name in ("config.json", "search.json"):
-        file = folder / name
-        if folder.is_dir() and file.is_file():
-            raw = json.loads(file.read_text(encoding="utf-8"))
-            for cfg in (raw.get("config") if isinstance(raw.get("config"), dict) else {}, raw):
-                ctx.setdefault("attack", cfg.get("attack") or cfg.get("eval_attack"))
-                ctx.setdefault("data", cfg.get("data"))
-                ctx = {k: v for k, v in ctx.items() if v is not None}
-            break
+    if (folder / CONFIG_FILE).is_file():
+        config = read_search_json(folder)["config"]
+        ctx.update({k: v for k, v in (("attack", config.get("eval_attack")), ("data", config.get("data")))
+                    if v is not None})
     return ctx

@@ -58,6 +58,7 @@ from fspkit.plots.data import (
     series,
 )
 from fspkit.stats import findings as stats
+from robnet.search.records import RecordSet, read_records
 
 if TYPE_CHECKING:
     from argparse import ArgumentParser, Namespace
@@ -512,7 +513,7 @@ def make_figure(name: str, records: Records, context: Mapping[str, Any] | None =
 
     Args:
         name: ``fig1_params``, ``fig3_finetune``, ... (the keys of :data:`FIGURES`).
-        records: candidate records (:func:`fspkit.stats.study.load_records`).
+        records: candidate records (:func:`robnet.search.read_records`).
         context: caption facts (``attack``, ``data``, ``n``; ``n`` defaults to the number of records).
         analysis: a :func:`fspkit.stats.study.analyze` report of the same records, whose statistics the
             figure then shows instead of recomputing them.
@@ -542,7 +543,7 @@ def plot_all(records: Records, out_dir: str | Path, *, fmt: str = "png", context
     logged note.
 
     Args:
-        records: candidate records (:func:`fspkit.stats.study.load_records`).
+        records: candidate records (:func:`robnet.search.read_records`).
         out_dir: folder for the files (created).
         fmt: ``png``, ``pdf`` or ``svg``.
         context: caption facts (``attack``, ``data``, ``n``; ``n`` defaults to the number of records).
@@ -574,13 +575,11 @@ def plot_all(records: Records, out_dir: str | Path, *, fmt: str = "png", context
     return written
 
 
-def plot_run(path: str | Path, out_dir: str | Path, fmt: str = "png") -> list[Path]:
-    """``fspkit plot RUN_DIR --out DIR``: every figure of a run folder (or a ``.jsonl`` / ``.csv`` of
-    records), captioned from the run's config; returns the written files."""
-    from fspkit.stats.study import load_records
-
-    records = load_records(path)
-    return plot_all(records, out_dir, fmt=fmt, context=run_context(path, n=len(records)))
+def plot_run(records: RecordSet, out_dir: str | Path, fmt: str = "png", *, seed: int = 0) -> list[Path]:
+    """``fspkit plot RUN_DIR --out DIR``: every figure of a search's records (read with
+    :func:`robnet.search.read_records`), captioned from the run's config; returns the written files."""
+    return plot_all(records.records, out_dir, fmt=fmt, context=run_context(records.source, n=len(records)),
+                    seed=seed)
 
 
 # --------------------------------------------------------------------------- figures/ scripts
@@ -593,7 +592,7 @@ def figure_script(argv: list[str] | None, *, doc: str, default_out: str, draw: S
     """The ``main`` of a ``figures/`` script (``fspkit.plots.figures.figure_script``).
 
     Parses ``RESULTS [--out FILE]``, the options ``extra_args(parser)`` adds and, given ``seed_help``,
-    ``[--seed N]`` (default 0); loads the records (:func:`fspkit.stats.study.load_records`), draws
+    ``[--seed N]`` (default 0); loads the records (:func:`robnet.search.read_records`), draws
     ``draw(records, args)``, captions the figure from :func:`run_context`, saves it and prints its path.
 
     Args:
@@ -610,8 +609,6 @@ def figure_script(argv: list[str] | None, *, doc: str, default_out: str, draw: S
     import argparse
     import sys
 
-    from fspkit.stats.study import load_records
-
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("results", help="run folder, .jsonl or .csv of candidate records")
     parser.add_argument("--out", default=default_out, help="output file: .png, .pdf or .svg")
@@ -621,7 +618,7 @@ def figure_script(argv: list[str] | None, *, doc: str, default_out: str, draw: S
         parser.add_argument("--seed", type=int, default=0, help=seed_help)
     args = parser.parse_args(argv)
     try:
-        records = load_records(args.results)
+        records = read_records(args.results).records
         fig, n = draw(records, args)
         add_caption(fig, run_context(args.results, n=len(records)), n=n)
         print(save_figure(fig, args.out))

@@ -19,109 +19,24 @@ proxy columns); the parts that need them are skipped with a note saying why.
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
 from fspkit.stats import findings as stats
 from fspkit.stats.findings import Correlation
-from robnet.io.results import read_jsonl, to_jsonable
+from robnet.io.results import to_jsonable
 
-__all__ = ["Claim", "StudyReport", "analyze", "load_records"]
+__all__ = ["Claim", "StudyReport", "analyze"]
 
 log = logging.getLogger(__name__)
 
 # CSV cells of these columns stay text even when they look like numbers (a 28-bit genotype string).
 TEXT_COLUMNS = frozenset({"genotype", "config_hash"})
-
-# ---------------------------------------------------------------------------------- loading
-
-
-def _csv_value(name: str, text: str) -> Any:
-    s = text.strip()
-    if name in TEXT_COLUMNS:
-        return s
-    if s == "" or s.lower() in ("null", "none", "nan"):
-        return None
-    if s[0] in "[{":
-        try:
-            return json.loads(s)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"column {name!r}: {s[:40]!r} is not valid JSON ({e.msg}); list columns hold JSON "
-                             "text such as [0.1, 0.2]") from e
-    if s.lower() in ("true", "false"):
-        return s.lower() == "true"
-    for convert in (int, float):
-        try:
-            return convert(s)
-        except ValueError:
-            pass
-    return s
-
-
-def _read_csv(path: Path) -> list[dict[str, Any]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames:
-            return []
-        rows = []
-        for line, row in enumerate(reader, 2):
-            if None in row:
-                raise ValueError(f"{path}: line {line} has more cells than the header's {len(reader.fieldnames)}")
-            try:
-                rows.append({k: _csv_value(k, v or "") for k, v in row.items()})
-            except ValueError as e:
-                raise ValueError(f"{path}: line {line}: {e}") from e
-        return rows
-
-
-def load_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The candidate records of a run folder, a ``.jsonl`` file or a ``.csv`` file, sorted by ``id``.
-
-    A folder is read shard by shard (``records*.jsonl``, one per rank); a torn last line (a writer
-    killed mid-append) is dropped with a warning. Records are deduplicated by ``id`` (the first one
-    read wins; a warning counts the duplicates).
-
-    Raises:
-        ValueError: a missing path, a folder without ``records*.jsonl``, an unsupported suffix, no
-            records, a malformed line or cell, a record without an integer ``id``.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise ValueError(f"records: {p} does not exist; expected a run folder, a .jsonl or a .csv file")
-    if p.is_dir():
-        files = sorted(p.glob("records*.jsonl"))
-        if not files:
-            raise ValueError(f"records: folder {p} holds no records*.jsonl shard; expected the run folder of "
-                             "`robnet search` / `fspkit search` (records.rank{R}.jsonl)")
-    elif p.suffix in (".jsonl", ".csv"):
-        files = [p]
-    else:
-        raise ValueError(f"records: {p} has suffix {p.suffix!r}; expected a run folder, a .jsonl or a .csv file")
-    raw: list[tuple[Path, dict[str, Any]]] = []
-    for f in files:
-        rows = _read_csv(f) if f.suffix == ".csv" else read_jsonl(f).records
-        raw.extend((f, r) for r in rows)
-    if not raw:
-        raise ValueError(f"records: {p} holds no records")
-    by_id: dict[int, dict[str, Any]] = {}
-    for f, r in raw:
-        rid = r.get("id")
-        if isinstance(rid, bool) or not isinstance(rid, int):
-            raise ValueError(f"records: a record in {f} has id {rid!r}; expected an integer candidate id")
-        by_id.setdefault(rid, r)
-    if len(by_id) < len(raw):
-        log.warning("records: %d duplicate id(s) in %s; kept the first of each", len(raw) - len(by_id), p)
-    return [by_id[i] for i in sorted(by_id)]
-
 
 # ---------------------------------------------------------------------------------- the report
 
@@ -160,6 +75,7 @@ class StudyReport:
     proxies: stats.ProxyTable | None
     claims: tuple[Claim, ...]
     notes: tuple[str, ...]
+    selection: dict[str, Any] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -241,7 +157,8 @@ def _regression(rows: list[Mapping[str, Any]], notes: list[str], seed: int) -> s
 
 
 def analyze(records: Sequence[Mapping[str, Any]], *, rng: int | np.random.Generator = 0, k: int | None = None,
-            n_boot: int = 1000, keep: float = 0.3, top: float = 0.1, tsne: bool = True) -> StudyReport:
+            n_boot: int = 1000, keep: float = 0.3, top: float = 0.1, tsne: bool = True, notes: Sequence[str] = (),
+            selection: Mapping[str, Any] | None = None) -> StudyReport:
     """Every analysis whose columns the records hold (see the module docstring).
 
     Each part gets its own seed drawn from ``rng`` up front, so skipping a part never changes the
@@ -268,38 +185,39 @@ def analyze(records: Sequence[Mapping[str, Any]], *, rng: int | np.random.Genera
         raise TypeError(f"analyze: rng must be an int seed or a numpy.random.Generator, got {type(rng).__name__}")
     gen = np.random.default_rng(rng) if isinstance(rng, int) else rng
     seeds = [int(s) for s in gen.integers(0, 2**63 - 1, size=7)]
-    notes: list[str] = []
+    found: list[str] = list(notes)
     n_filtered = sum(bool(r.get("filtered_out")) for r in records)
     if n_filtered:
-        notes.append(f"{n_filtered} candidates were filtered out before finetuning and have no final PGD accuracy; "
+        found.append(f"{n_filtered} candidates were filtered out before finetuning and have no final PGD accuracy; "
                      "the final-accuracy analyses use the finetuned ones only")
-    f1 = _part("Finding #1", ["bits"], records, notes, lambda rows: stats.finding1(
+    f1 = _part("Finding #1", ["bits"], records, found, lambda rows: stats.finding1(
         stats.list_column(rows, "bits"), stats.column(rows, "pgd_acc"), k=k, rng=seeds[0], tsne=tsne))
-    f2 = _part("Finding #1 (density)", ["density"], records, notes, lambda rows: stats.finding2(
+    f2 = _part("Finding #1 (density)", ["density"], records, found, lambda rows: stats.finding2(
         stats.column(rows, "density"), stats.column(rows, "pgd_acc"), n_boot=n_boot, rng=seeds[1]))
-    dc = _part("Finding #2 (direct-edge convs)", ["direct_convs"], records, notes,
+    dc = _part("Finding #2 (direct-edge convs)", ["direct_convs"], records, found,
                lambda rows: stats.direct_convs_by_budget(
                    stats.column(rows, "direct_convs"), [r.get("budget") for r in rows],
                    stats.column(rows, "pgd_acc"), n_boot=n_boot, rng=seeds[2]))
-    reg = _part("regression", ["density"], records, notes, lambda rows: _regression(rows, notes, seeds[3]))
-    pc = _part("Finding #3 (after finetuning)", ["fsp"], records, notes,
+    reg = _part("regression", ["density"], records, found, lambda rows: _regression(rows, found, seeds[3]))
+    pc = _part("Finding #3 (after finetuning)", ["fsp"], records, found,
                lambda rows: stats.per_cell(rows, stage="after", n_boot=n_boot, rng=seeds[4]))
     pcb = _part("Finding #3 (inherited weights)", ["fsp_before_finetune", "pgd_acc_before_finetune"], records,
-                notes, lambda _: stats.per_cell(
+                found, lambda _: stats.per_cell(
                     [r for r in records if r.get("fsp_before_finetune") is not None], stage="before",
                     n_boot=n_boot, rng=seeds[5]))
     proxy_cols = [stats.PROXIES[p][0] for p in stats.PROXIES]
     px = None
     if any(stats.has_column(records, c) for c in proxy_cols):
-        px = _part("proxy table", [], records, notes, lambda _: stats.proxy_table(
+        px = _part("proxy table", [], records, found, lambda _: stats.proxy_table(
             records, [p for p in stats.PROXIES if stats.has_column(records, stats.PROXIES[p][0])],
             keep=keep, top=top, n_boot=n_boot, rng=seeds[6]))
     else:
-        notes.append(f"proxy table: skipped, none of {', '.join(proxy_cols)} in the records")
+        found.append(f"proxy table: skipped, none of {', '.join(proxy_cols)} in the records")
     n_eval = sum(r.get("pgd_acc") is not None for r in records)
     return StudyReport(n_records=len(records), n_evaluated=n_eval, n_filtered_out=n_filtered, finding1=f1,
                        finding2=f2, direct_convs=dc, regression=reg, per_cell=pc, per_cell_before=pcb, proxies=px,
-                       claims=_claims(f1, f2, dc, reg, pc), notes=tuple(notes),
+                       claims=_claims(f1, f2, dc, reg, pc), notes=tuple(found),
+                       selection=dict(selection) if selection is not None else None,
                        settings={"rng": rng if isinstance(rng, int) else "generator", "k": k, "n_boot": n_boot,
                                  "keep": keep, "top": top, "tsne": tsne, "agree_share": AGREE_SHARE})
 

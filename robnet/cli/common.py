@@ -1,8 +1,10 @@
 """What the ``robnet`` and ``fspkit`` command lines share: flags, logging, the runner, input checks.
 
-Both tools behave alike: with no arguments they run their ``demo``; a caller error prints one
-line, ``PROG COMMAND: error: MESSAGE``, and exits 1 (``--debug`` re-raises it with its
-traceback); a usage error (argparse) exits 2; Ctrl-C exits 130. Output paths are checked before
+Both tools speak one language: one flag name per concept (:data:`FLAGS`), ``choices`` wherever
+the set is closed, old spellings kept as hidden aliases. With no arguments they print a short help
+that names ``fspkit demo``; a caller error prints one line, ``PROG COMMAND: error: MESSAGE``, and
+exits 1 (``--debug`` re-raises it with its traceback); a usage error (argparse) exits 2; Ctrl-C
+exits 130. Output paths are checked before
 any compute (:func:`check_outputs`), and the model is checked against the data before any attack
 (:func:`robnet.attacks.evaluation.check_model_data`).
 
@@ -12,19 +14,26 @@ Only the CLIs import this module; it imports torch lazily, so ``--help`` stays f
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "FLAGS",
     "Command",
+    "add_alias",
     "add_common_flags",
+    "add_config_flags",
     "add_data_flags",
+    "add_model_flags",
+    "add_procs_flags",
     "check_outputs",
     "check_positive",
     "error_line",
     "load_eval_data",
+    "load_model",
     "main_entry",
     "precision_record",
     "run_command",
@@ -44,6 +53,90 @@ _CALLER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSErro
 
 
 # ----------------------------------------------------------------------------- flags
+
+#: One flag name per concept, in every subcommand of both tools (a test walks both parsers).
+FLAGS: dict[str, str] = {
+    "architecture": "--arch", "architecture keyword arguments": "--arch-kwargs", "device": "--device",
+    "seed": "--seed", "output folder": "--out", "JSON output": "--json", "CSV output": "--csv", "dataset": "--data",
+    "dataset folder": "--data-dir", "dataset split": "--split", "images evaluated": "--samples",
+    "first training images": "--subset", "one attack": "--attack", "several attacks": "--attacks",
+    "training attack steps": "--attack-steps", "attack radius": "--eps", "attack step": "--step-size",
+    "batch": "--batch-size", "processes": "--procs", "threads per process": "--threads",
+    "replace an existing run": "--overwrite", "continue a run": "--resume", "bf16 autocast": "--amp",
+    "input normalization": "--normalize", "cells": "--cells", "no progress bars": "--quiet",
+    "tracebacks": "--debug",
+}
+SHORT_HELP = """{prog}: {what}
+
+Try first:  fspkit demo          the whole study on the bundled digits data, minutes on a CPU
+            {prog} --help        every command;  {prog} COMMAND --help  one command's flags
+"""
+
+
+def add_alias(p: argparse.ArgumentParser | Any, flag: str, dest: str, **kwargs: Any) -> None:
+    """An old spelling of a flag, kept working but hidden from ``--help`` (one release)."""
+    p.add_argument(flag, dest=dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS, **kwargs)
+
+
+def add_procs_flags(p: argparse.ArgumentParser | Any) -> None:
+    """``--procs`` (local processes) and ``--threads`` (intra-op threads per process)."""
+    p.add_argument("--procs", type=int, default=None,
+                   help="processes on this machine (default: one per CPU core, one per GPU); ignored under torchrun")
+    p.add_argument("--threads", type=int, default=None,
+                   help="intra-op threads per process (default 1 on the CPU: tiny networks gain nothing from more)")
+
+
+def _flag_type(f: dataclasses.Field[Any]) -> tuple[Callable[[str], Any], bool]:
+    """(argparse type, is_bool) of a config field; floats accept fractions like 8/255."""
+    from robnet.attacks.spec import parse_fraction
+
+    kind = str(f.type)
+    if "bool" in kind:
+        return str, True
+    if "float" in kind:
+        return parse_fraction, False
+    return (int if "int" in kind else str), False
+
+
+def add_config_flags(p: argparse.ArgumentParser | Any, cls: type, *, exclude: Sequence[str] = (),
+                     prefix: str = "") -> list[str]:
+    """One flag per field of the frozen config dataclass ``cls`` (``--warmup-epochs`` for
+    ``warmup_epochs``), its type, choices and help taken from the field (``metadata["help"]``); the
+    default is None ("not given"), so the config's own default applies. Returns the field names."""
+    names = []
+    for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
+        conv, is_bool = _flag_type(f)
+        default = f.default if f.default is not dataclasses.MISSING else None
+        help_text = f"{f.metadata.get('help', f.name)} (default: {default})"
+        flag = "--" + (prefix + f.name).replace("_", "-")
+        dest = prefix + f.name
+        if is_bool:
+            p.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            p.add_argument(flag, dest=dest, type=conv, default=None, choices=f.metadata.get("choices"),
+                           help=help_text)
+        names.append(f.name)
+    return names
+
+
+def add_model_flags(p: argparse.ArgumentParser | Any) -> None:
+    """How a command reads a model: ``CHECKPOINT``, ``--arch``, ``--arch-kwargs``, ``--normalize``,
+    ``--unsafe-pickle`` and ``--allow-more-classes``."""
+    p.add_argument("checkpoint", help="a robnet checkpoint, an official RobNets checkpoint, a state_dict (.pt, .pth, "
+                   ".safetensors) or, with --unsafe-pickle, a whole pickled model")
+    p.add_argument("--arch", default=None, help="architecture of a checkpoint that records none: a zoo name "
+                   "(`robnet models`) or module:callable, your own factory (e.g. mymodels:build)")
+    p.add_argument("--arch-kwargs", default=None,
+                   help="JSON keyword arguments for --arch, e.g. '{\"num_classes\": 10}'")
+    p.add_argument("--normalize", default=None, help="the model was trained on normalized inputs: cifar10, cifar100, "
+                   "imagenet, svhn, or MEAN,STD per channel; the normalization goes inside the model, attacks stay "
+                   "in [0, 1] pixel space")
+    p.add_argument("--unsafe-pickle", action="store_true", help="load a whole pickled nn.Module: this RUNS the "
+                   "file's code; only for files you trust")
+    p.add_argument("--allow-more-classes", action="store_true",
+                   help="accept a model with more outputs than the data's classes")
 
 
 def add_common_flags(p: argparse.ArgumentParser, *, amp: bool = False) -> None:
@@ -105,6 +198,19 @@ def check_outputs(outputs: Mapping[str, str | None], *, inputs: Sequence[str | N
         if key in seen:
             raise ValueError(f"{seen[key]} and {flag} both name {path}: give each output its own file")
         seen[key] = flag
+
+
+_UNSET: Any = object()
+
+
+def load_model(args: argparse.Namespace, path: str, *, arch: Any = _UNSET) -> tuple[Any, dict[str, Any]]:
+    """The model at ``path`` as the model flags (:func:`add_model_flags`) ask for, and what was loaded
+    (plain data for the result file). ``arch`` overrides ``--arch`` (a transfer source's own)."""
+    from robnet.io.checkpoint import load_any
+
+    chosen = args.arch if arch is _UNSET else arch
+    model, _meta = load_any(path, arch=chosen)
+    return model, {"path": path, "arch": chosen}
 
 
 def load_eval_data(args: argparse.Namespace) -> Any:
@@ -220,15 +326,19 @@ def run_command(prog: str, args: argparse.Namespace, commands: Mapping[str, Comm
 
 
 def main_entry(prog: str, parser: argparse.ArgumentParser, commands: Mapping[str, Command],
-               argv: Sequence[str] | None, *, default: Sequence[str] = ("demo",)) -> int:
-    """Parse ``argv`` (no arguments: ``default``, the demo), set up logging, run the command.
+               argv: Sequence[str] | None) -> int:
+    """Parse ``argv``, set up logging, run the command; no arguments print a short help (exit 0).
 
     Returns the exit status: argparse's 2 for a usage error (0 for ``--help``), else
     :func:`run_command`'s.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        print(SHORT_HELP.format(prog=prog, what=(parser.description or "").strip().splitlines()[0]))
+        parser.print_usage()
+        return 0
     try:
-        args = parser.parse_args(argv or list(default))
+        args = parser.parse_args(argv)
     except SystemExit as stop:  # argparse: usage error (2) or --help (0); main(argv) returns, never exits
         return stop.code if isinstance(stop.code, int) else 2
     if args.command not in commands:

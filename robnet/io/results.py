@@ -186,14 +186,28 @@ def _cut_torn_tail(target: Path) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class JsonlRead:
-    """What :func:`read_jsonl` found: the records, and whether the last line was torn."""
+    """What :func:`read_jsonl` found: the records (with their 1-based line numbers), and whether the
+    last line was torn."""
 
     records: list[dict[str, Any]]
     torn_tail: bool
+    lines: list[int] = dataclasses.field(default_factory=list, compare=False)
+
+    @property
+    def numbered(self) -> list[tuple[int, dict[str, Any]]]:
+        """``(line, record)`` pairs."""
+        return list(zip(self.lines, self.records, strict=True))
+
+
+def _json_line(target: Path, i: int, line: bytes) -> Any:
+    try:
+        return json.loads(line)
+    except UnicodeDecodeError:
+        raise ValueError(f"{target}: line {i} is not UTF-8 text; the file was not written by append_jsonl") from None
 
 
 def read_jsonl(path: PathLike, *, repair: bool = False) -> JsonlRead:
-    """Read a JSON Lines file written by :func:`append_jsonl`.
+    """Read a JSON Lines file written by :func:`append_jsonl`, streaming it line by line.
 
     A torn last line (a writer killed mid-append: no trailing newline, or not valid JSON) is
     tolerated and dropped; with ``repair=True`` it is also cut off the file, so the next append
@@ -202,38 +216,36 @@ def read_jsonl(path: PathLike, *, repair: bool = False) -> JsonlRead:
     target = Path(path)
     if not target.exists():
         return JsonlRead([], False)
-    raw = target.read_bytes()
     records: list[dict[str, Any]] = []
+    numbers: list[int] = []
     good_end = 0  # byte offset just past the last good line
-    lines = raw.split(b"\n")
-    offset = 0
     torn = False
-    for i, line in enumerate(lines, 1):
-        last = i == len(lines)
-        line_end = offset + len(line) + (0 if last else 1)
-        if line.strip():
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as e:
-                # only the final line (or the final one before a missing newline) may be torn
-                if last or (i == len(lines) - 1 and not lines[-1]):
-                    torn = True
-                    break
-                raise ValueError(f"{target}: line {i} is not valid JSON ({e.msg}); the file was not written "
-                                 "by append_jsonl or was edited by hand") from e
-            if last:  # valid JSON but no trailing newline: the append did not finish
-                torn = True
+    with open(target, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        for i, line in enumerate(f, 1):
+            if not line.endswith(b"\n"):  # the append did not finish, valid JSON or not
+                torn = bool(line.strip()) or torn
                 break
-            if not isinstance(value, dict):
-                raise ValueError(f"{target}: line {i} holds a {type(value).__name__}, expected a JSON object")
-            records.append(value)
-        good_end = line_end
-        offset = line_end
+            if line.strip():
+                try:
+                    value = _json_line(target, i, line)
+                except json.JSONDecodeError as e:
+                    if f.tell() == size:  # only the final line may be torn
+                        torn = True
+                        break
+                    raise ValueError(f"{target}: line {i} is not valid JSON ({e.msg}); the file was not written "
+                                     "by append_jsonl or was edited by hand") from None
+                if not isinstance(value, dict):
+                    raise ValueError(f"{target}: line {i} holds a {type(value).__name__}, expected a JSON object")
+                records.append(value)
+                numbers.append(i)
+            good_end = f.tell()
     if torn:
         log.warning("%s: dropped a torn last line (a writer was interrupted mid-append)", target)
         if repair:
-            atomic_write(target, raw[:good_end])
-    return JsonlRead(records, torn)
+            with open(target, "rb") as f:
+                atomic_write(target, f.read(good_end))
+    return JsonlRead(records, torn, numbers)
 
 
 def check_output_path(path: PathLike, *, inputs: Sequence[PathLike] = (), what: str = "output") -> Path:

@@ -193,6 +193,23 @@ class Genotype:
         return [sum(c[i][1] == "1" for i in DIRECT_EDGES) for c in self.cells]
 
 
+def reduction_cells(layers: int) -> tuple[int, int]:
+    """The cells of an ``layers``-cell network that halve the resolution and double the channels:
+    ``layers // 3`` and ``2 * layers // 3`` (docs/design.md §1)."""
+    return (layers // 3, 2 * layers // 3)
+
+
+def deep_cells(layers: int) -> range:
+    """The deep cells of an ``layers``-cell network (docs/design.md §5, Finding #3): its deepest stage,
+    from the second reduction cell on, ``range(2 * layers // 3, layers)``: the last ``ceil(layers / 3)``
+    cells. For a network that is not a RobNet, ``layers`` is the number of cells captured and the
+    rule is the same: the last third. The FSP filter, ``fspkit score``, the study's Finding #3
+    verdict and its figures all use this one rule."""
+    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+        raise ValueError(f"deep_cells: expected a number of cells >= 1, got {layers!r}")
+    return range(2 * layers // 3, layers)
+
+
 def cell_density(cell: Sequence[str]) -> float:
     """Fraction of the 28 bits of one cell that are 1."""
     return sum(code.count("1") for code in cell) / (2 * NUM_EDGES)

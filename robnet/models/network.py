@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from robnet.models.genotype import EDGES, NUM_NODES, Cell, Genotype
+from robnet.models.genotype import EDGES, NUM_NODES, Cell, Genotype, reduction_cells
 from robnet.models.ops import ChosenOperation, FactorizedReduce, NonLocalDenoise, ReLUConvBN
 
 GenotypeLike = Genotype | str | Sequence[Sequence[str]]
@@ -251,8 +251,8 @@ class RobNet(nn.Module):
 
     @staticmethod
     def reduction_indices(layers: int) -> tuple[int, int]:
-        """The cells that halve the resolution and double the channels."""
-        return (layers // 3, 2 * layers // 3)
+        """The cells that halve the resolution and double the channels (``genotype.reduction_cells``)."""
+        return reduction_cells(layers)
 
     def _stem(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self._imagenet_stem:

@@ -7,12 +7,12 @@ splits one candidate over ranks), so nothing here talks to a process group.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from robnet.utils import eval_mode, train_mode
 
@@ -63,36 +63,44 @@ def recalibrate_bn(model: nn.Module, batches: Batches, *, max_batches: int) -> i
 
 @dataclass(frozen=True)
 class AccuracyResult:
-    """Correct counts on one set of batches (and, when asked for, the adversarial batches)."""
+    """Which samples were classified correctly, clean and under the attack (one bool per sample,
+    in batch order, on the CPU), and, when asked for, the adversarial batches."""
 
-    clean_correct: int
-    adv_correct: int
-    n: int
+    clean_hits: torch.Tensor
+    adv_hits: torch.Tensor
     adversarial: tuple[torch.Tensor, ...] = ()
 
     @property
+    def n(self) -> int:
+        return len(self.adv_hits)
+
+    @property
     def clean_acc(self) -> float:
-        return self.clean_correct / self.n
+        return float(self.clean_hits.double().mean())
 
     @property
     def adv_acc(self) -> float:
-        return self.adv_correct / self.n
+        return float(self.adv_hits.double().mean())
 
 
 def accuracy(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
              attack: AttackFn, *, keep_adversarial: bool = False) -> AccuracyResult:
     """Clean and attacked accuracy of ``model`` in eval mode on ``batches`` (each sample once).
 
-    The attack runs in float32 (reported numbers: SPEC §3); the model's mode is restored. With
-    ``keep_adversarial`` the adversarial batches are returned too (the search hands them to its
-    scorer, so the FSP distance needs no second attack).
+    The attack runs in float32 (reported numbers: docs/design.md §3); the model's mode is restored.
+    With ``keep_adversarial`` the adversarial batches are returned too (the search hands them to
+    its scorer, so the FSP distance needs no second attack). The per-sample hits are read on the
+    host once, at the end.
+
+    Raises:
+        ValueError: no samples, or non-finite logits (NaN/inf weights or activations).
     """
     kept: list[torch.Tensor] = []
-    clean = adv = n = 0
+    clean, adv = [], []
     with eval_mode(model):
         for x, y in batches:
             with torch.no_grad():
-                clean += int((model(x).argmax(1) == y).sum())
+                clean.append(model(x).argmax(1) == y)
             x_adv = attack(model, x, y)
             if keep_adversarial:
                 kept.append(x_adv.detach())
@@ -101,11 +109,10 @@ def accuracy(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tenso
             if not torch.isfinite(logits).all():
                 raise ValueError("the candidate's logits are not finite (NaN/inf weights or activations); its "
                                  "accuracy would be meaningless")
-            adv += int((logits.argmax(1) == y).sum())
-            n += y.numel()
-    if n == 0:
+            adv.append(logits.argmax(1) == y)
+    if not adv:
         raise ValueError("accuracy: no samples to evaluate on")
-    return AccuracyResult(clean, adv, n, tuple(kept))
+    return AccuracyResult(torch.cat(clean).cpu(), torch.cat(adv).cpu(), tuple(kept))
 
 
 def count_params(model: nn.Module) -> int:
@@ -114,32 +121,11 @@ def count_params(model: nn.Module) -> int:
 
 
 def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply-adds of one forward pass on one image of shape ``(C, H, W)``: convolutions and
-    linear layers (the usual "FLOPs" of NAS papers, which count a multiply-add once)."""
-    total = 0
-
-    def conv_hook(m: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        nonlocal total
-        assert isinstance(m, nn.Conv2d)
-        k = m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
-        total += out[0].numel() * k
-
-    def linear_hook(m: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        nonlocal total
-        assert isinstance(m, nn.Linear)
-        total += out[0].numel() * m.in_features
-
-    handles = []
-    try:
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d):
-                handles.append(m.register_forward_hook(conv_hook))
-            elif isinstance(m, nn.Linear):
-                handles.append(m.register_forward_hook(linear_hook))
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        with torch.no_grad(), eval_mode(model), contextlib.ExitStack():
-            model(torch.zeros((1, *input_shape), device=device))
-    finally:
-        for h in handles:
-            h.remove()
-    return total
+    """Multiply-adds of one forward pass on one image of shape ``(C, H, W)`` (the usual "FLOPs" of NAS
+    papers, which count a multiply-add once): ``torch.utils.flop_counter``'s count, which counts two
+    FLOPs per multiply-add of the convolutions and matrix products, halved."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), eval_mode(model), counter:
+        model(torch.zeros((1, *input_shape), device=device))
+    return counter.get_total_flops() // 2

@@ -14,11 +14,14 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from robnet.attacks.spec import format_attack, parse_attack
 from robnet.io.results import derive_seed
 from robnet.models.genotype import NUM_EDGES, Genotype, count_cells, iter_cells, sample
-from robnet.train.loop import TrainConfig
+from robnet.train.config import TrainConfig
 
-__all__ = ["PAPER_BUDGETS", "PRESETS", "SearchConfig", "preset_config", "sample_candidates", "space_size"]
+SCHEDULES = ("full", "halving")
+
+__all__ = ["PAPER_BUDGETS", "PRESETS", "SCHEDULES", "SearchConfig", "preset_config", "sample_candidates", "space_size"]
 
 # SPEC §1 decision: RobNet-small / -medium / -large = 7 / 10 / 13 sep-convs per shared cell.
 PAPER_BUDGETS: dict[str, int] = {"small": 7, "medium": 10, "large": 13}
@@ -34,6 +37,11 @@ def _paper_finetune() -> TrainConfig:
     # Paper §3: each candidate is adversarially finetuned for 3 epochs from the inherited weights.
     # Decision: no warm-up, a short cosine from lr 0.02 (the official warm-up start) to 0.001.
     return TrainConfig(epochs=3, warmup_epochs=0, batch_size=128, lr=0.02, min_lr=0.001)
+
+
+def _budget_key(b: Any) -> tuple[int, int]:
+    # ints ascending; anything else (refused below) after them, in its given order
+    return (0, b) if isinstance(b, int) and not isinstance(b, bool) else (1, 0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,6 +66,14 @@ class SearchConfig:
         eval_samples: validation images per candidate evaluation (None: the whole split).
         eval_batch_size: batch for candidate evaluation and BN recalibration.
         bn_batches: training batches used to recalibrate a candidate's BatchNorm statistics.
+        finetune_schedule: ``"full"`` (the paper: every candidate gets ``finetune.epochs``) or
+            ``"halving"`` (successive halving: every candidate gets one epoch and is evaluated, the
+            better half continues, up to ``finetune.epochs``; docs/search.md).
+        retest: candidates (a seeded subset) whose PGD accuracy is measured again on the second
+            half of the validation images with a fresh attack seed, for the study's test-retest
+            noise; None: all of them.
+        test_samples: test images on which the chosen best genotype is re-measured (None: the
+            whole test split); the test split is used for nothing else.
         seed: root of every random choice.
     """
 
@@ -76,11 +92,12 @@ class SearchConfig:
     eval_samples: int | None = None
     eval_batch_size: int = 256
     bn_batches: int = 10
+    finetune_schedule: str = "full"
+    retest: int | None = 10
+    test_samples: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from robnet.attacks.spec import parse_attack
-
         def positive(name: str, value: Any, allow_none: bool = False) -> None:
             if value is None and allow_none:
                 return
@@ -94,10 +111,20 @@ class SearchConfig:
         positive("eval_samples", self.eval_samples, allow_none=True)
         positive("eval_batch_size", self.eval_batch_size)
         positive("bn_batches", self.bn_batches)
+        positive("test_samples", self.test_samples, allow_none=True)
+        if self.retest is not None and (isinstance(self.retest, bool) or not isinstance(self.retest, int)
+                                        or self.retest < 0):
+            raise ValueError(f"SearchConfig: retest must be a count >= 0 of candidates or None (all), got "
+                             f"{self.retest!r}")
+        if self.finetune_schedule not in SCHEDULES:
+            raise ValueError(f"SearchConfig: finetune_schedule must be one of {', '.join(SCHEDULES)}, got "
+                             f"{self.finetune_schedule!r}")
         if self.C % 2:
             raise ValueError(f"SearchConfig: C must be even (FactorizedReduce halves it), got {self.C}")
-        if isinstance(self.budget, list):
-            object.__setattr__(self, "budget", tuple(self.budget))  # as read back from JSON
+        if isinstance(self.budget, list | tuple):
+            # normal form: sorted, so that "10,7,4" and "4,7,10" are the same search (and tuples are
+            # what JSON lists read back as)
+            object.__setattr__(self, "budget", tuple(sorted(self.budget, key=_budget_key)))
         for b in self.budgets():
             if b is not None and (isinstance(b, bool) or not isinstance(b, int) or not 0 <= b <= NUM_EDGES):
                 raise ValueError(f"SearchConfig: budget must be an integer in 0..{NUM_EDGES} sep-convs per cell, "
@@ -110,7 +137,8 @@ class SearchConfig:
                              f"got {self.val_size!r}")
         if not isinstance(self.supernet, TrainConfig) or not isinstance(self.finetune, TrainConfig):
             raise TypeError("SearchConfig: supernet and finetune must be TrainConfig instances")
-        parse_attack(self.eval_attack)  # raises on a bad spec
+        # normal form: "pgd7:eps=1/10" and "pgd7:eps=0.1" are the same search (raises on a bad spec)
+        object.__setattr__(self, "eval_attack", format_attack(parse_attack(self.eval_attack)))
         for b, n in zip(self.budgets(), self.per_budget(), strict=True):
             size = space_size(cell_free=self.cell_free, layers=self.layers, budget=b)
             if n > size:

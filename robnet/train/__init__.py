@@ -1,9 +1,10 @@
 """PGD adversarial training with the official RobNets recipe as the default (docs/design.md §3).
 
 * :class:`TrainConfig` (frozen, validated) and :class:`EpochRecord` (:mod:`~robnet.train.config`).
-* :func:`adversarial_step`, :func:`train_epoch`, :func:`validate`, :func:`finetune` and the
-  resumable :func:`train` (:mod:`~robnet.train.loop`).
-* The run folder's files, written in an order a kill cannot break (:mod:`~robnet.train.files`).
+* :func:`adversarial_step`, :func:`train_epoch`, :func:`validate` (:mod:`~robnet.train.loop`).
+* :func:`finetune` and the epoch-by-epoch :class:`Finetuner` (:mod:`~robnet.train.finetune`).
+* The resumable :func:`train` in a run folder (:mod:`~robnet.train.run`), whose files are written in
+  an order a kill cannot break (:mod:`~robnet.train.files`).
 """
 
 import lazy_loader as _lazy

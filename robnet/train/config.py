@@ -19,7 +19,7 @@ import hashlib
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,9 @@ class TrainConfig:
     The validation split is not a training setting: callers pass it (``val_data``), carved from
     the training set with :func:`robnet.data.loader.train_val_split`; ``robnet train --val-size``
     records its size with the run's data settings.
+
+    Each field's ``metadata["help"]`` is its one-line help: ``robnet train``'s flags are generated
+    from the fields (name, type, default, help).
 
     Attributes:
         epochs: total epochs including warm-up (official: 170 = 20 + 150).
@@ -68,28 +71,42 @@ class TrainConfig:
             CUDA only); off: per-rank statistics, as in the official code.
     """
 
-    epochs: int = 170
-    warmup_epochs: int = 20
-    batch_size: int = 128
-    lr: float | None = None
-    warmup_lr: float = 0.02
-    min_lr: float = 0.001
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    eps: float = 8 / 255
-    step_size: float = 2 / 255
-    attack_steps: int = 7
-    random_start: bool = True
-    attack_bn: str = "train"
-    crop_padding: int = 4
-    flip: bool = True
-    cutout: int = 0
-    seed: int = 0
-    val_attack_steps: int = 20
-    amp: bool = False
-    channels_last: bool = True
-    compile: bool = False
-    sync_bn: bool = False
+    epochs: int = field(default=170, metadata={"help": "total epochs including warm-up (official: 170 = 20 + 150)"})
+    warmup_epochs: int = field(default=20, metadata={"help": "linear warm-up epochs (official: 20)"})
+    batch_size: int = field(default=128, metadata={"help": "global batch, split evenly over the processes"})
+    lr: float | None = field(
+        default=None,
+        metadata={"help": "peak learning rate (default: the official 1.2 at batch 1536, scaled with the batch)"})
+    warmup_lr: float = field(default=0.02, metadata={"help": "learning rate at the first warm-up epoch"})
+    min_lr: float = field(default=0.001, metadata={"help": "final cosine learning rate"})
+    momentum: float = field(default=0.9, metadata={"help": "SGD momentum"})
+    weight_decay: float = field(
+        default=1e-4,
+        metadata={"help": "weight decay (none on BatchNorm parameters and biases)"})
+    eps: float = field(
+        default=8 / 255,
+        metadata={"help": "training attack radius, L-inf in [0, 1] pixel units (e.g. 8/255)"})
+    step_size: float = field(default=2 / 255, metadata={"help": "training attack step (e.g. 2/255)"})
+    attack_steps: int = field(default=7, metadata={"help": "PGD steps of the training attack"})
+    random_start: bool = field(
+        default=True,
+        metadata={"help": "uniform random start of the training attack in the eps-ball"})
+    attack_bn: str = field(
+        default="train",
+        metadata={"help": "BatchNorm mode while the training attack runs (official: train)", "choices": BN_MODES})
+    crop_padding: int = field(default=4, metadata={"help": "random-crop padding in pixels"})
+    flip: bool = field(default=True, metadata={"help": "random horizontal flips"})
+    cutout: int = field(default=0, metadata={"help": "Cutout square side in pixels (0: off)"})
+    seed: int = field(default=0, metadata={"help": "data order, augmentation and attack noise"})
+    val_attack_steps: int = field(default=20, metadata={"help": "PGD steps of the per-epoch validation accuracy"})
+    amp: bool = field(
+        default=False,
+        metadata={"help": "bf16 autocast in training and validation attacks (opt-in: it can mask gradients)"})
+    channels_last: bool = field(default=True, metadata={"help": "NHWC memory format"})
+    compile: bool = field(default=False, metadata={"help": "wrap the model in torch.compile"})
+    sync_bn: bool = field(
+        default=False,
+        metadata={"help": "under DDP, BatchNorm statistics over the global batch (CUDA only)"})
 
     def __post_init__(self) -> None:
         self._check_types()

@@ -17,7 +17,7 @@ from robnet.search.config import (
     sample_candidates,
     space_size,
 )
-from robnet.train.loop import TrainConfig
+from robnet.train.config import TrainConfig
 
 
 def _cfg(**overrides):

@@ -21,7 +21,8 @@ import robnet.train.files as tf
 from robnet.data.datasets import load_dataset
 from robnet.io import checkpoint
 from robnet.io.rundir import LOCK_FILE, file_identity
-from robnet.train.loop import TrainConfig, read_log, train
+from robnet.train.config import TrainConfig, read_log
+from robnet.train.run import train
 
 ARCH = {"name": "robnet_large", "C": 4, "layers": 3, "in_channels": 1}
 TIMING = ("seconds", "images_per_s")

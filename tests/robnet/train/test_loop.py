@@ -16,19 +16,10 @@ from robnet.cli.app import main as robnet_main
 from robnet.data.datasets import ArrayDataset, load_dataset
 from robnet.data.loader import DeviceLoader
 from robnet.io import checkpoint
-from robnet.train.loop import (
-    LOG_FIELDS,
-    EpochRecord,
-    TrainConfig,
-    TrainingDiverged,
-    check_training_data,
-    finetune,
-    format_epoch,
-    param_groups,
-    read_log,
-    train,
-    train_epoch,
-)
+from robnet.train.config import LOG_FIELDS, EpochRecord, TrainConfig, check_training_data, format_epoch, read_log
+from robnet.train.finetune import finetune
+from robnet.train.loop import TrainingDiverged, param_groups, train_epoch
+from robnet.train.run import train
 from tests._paths import SHARED_DATA
 
 REAL = SHARED_DATA
