@@ -3,17 +3,25 @@
 For every selected cell l, L_l = (1/N) sum_x || G_l(x) - G_l(x_adv) ||_F^2 with
 G_l(x) = (1/(h w)) sum_{s,t} F_in[:, s, t] (outer) F_out[:, s, t]. From the same einsum come the
 scale-free relative distance r_l(x) = || G_l(x) - G_l(x_adv) ||_F^2 / || G_l(x) ||_F^2 and the
-activation scale || G_l(x) ||_F^2 (SPEC §5: the raw distance largely tracks activation scale).
+activation scale || G_l(x) ||_F^2 (docs/design.md §5: the raw distance largely tracks activation
+scale).
 
 Each batch runs once through the network as ``cat([x, x_adv])`` under ``torch.no_grad``; a hook on
 every cell computes G for both halves with one einsum and adds the per-sample distances to
 running sums on the device, then the maps are dropped. No feature map outlives its cell, and
 nothing but one range check per batch (clean and adversarial images in [0, 1], finite: an
-attack that returns NaN or leaves the pixel range is refused) is read on the host until the end.
+attack that returns NaN or leaves the pixel range is refused) is read on the host until the end,
+plus one finiteness check of the first batch's logits and FSP sums.
+
+A model whose outputs or features are not finite (a damaged checkpoint: e.g. a BatchNorm
+``running_var`` below zero, with every weight finite) is refused with one line naming the first
+module whose output is NaN / inf, rather than reported as NaN rows: on the first batch, when the
+attack returns NaN because of it, or at the end for a later batch (then naming the cells).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import platform
 from collections.abc import Callable, Iterable, Iterator
@@ -25,7 +33,7 @@ import torch
 from torch import nn
 
 from fspkit._version import __version__
-from fspkit.capture import CellSpec, capture_cells, resolve_cells
+from fspkit.capture import AUTO, CellSpec, capture_cells, choose_cells, resolve_cells
 from fspkit.fsp import fsp_pair_terms
 from robnet.utils import unwrap_model
 
@@ -162,9 +170,60 @@ def _mean_std(total: float, total_sq: float, count: int) -> tuple[float, float]:
     return mean, math.nan if math.isnan(var) else math.sqrt(max(var, 0.0))
 
 
-def _check_pair(x: torch.Tensor, x_adv: torch.Tensor, *, batch: int) -> None:
+def _outputs(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, tuple | list):
+        return [t for t in value if isinstance(t, torch.Tensor)]
+    return []
+
+
+def _first_nonfinite(net: nn.Module, x: torch.Tensor) -> tuple[str, nn.Module] | None:
+    """The first module, in the order forwards finish (innermost first), whose output holds NaN or
+    inf on ``x``; one host sync per module: only for an error message."""
+    found: list[nn.Module] = []
+
+    def hook(mod: nn.Module, args: Any, output: Any) -> None:
+        if not found and any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in _outputs(output)):
+            found.append(mod)
+
+    handles = [m.register_forward_hook(hook) for m in net.modules()]
+    try:
+        with torch.no_grad():
+            net(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not found:
+        return None
+    name = next((n for n, m in net.named_modules() if m is found[0]), "")
+    return name or "<the model>", found[0]
+
+
+def _module_detail(module: nn.Module) -> str:
+    """Why a module's output may not be finite: negative BN variances, non-finite tensors."""
+    var = getattr(module, "running_var", None)
+    if isinstance(module, nn.modules.batchnorm._NormBase) and isinstance(var, torch.Tensor) and (var < 0).any():
+        return (f", whose running_var has {int((var < 0).sum())} negative entries (min {float(var.min()):.3g}): "
+                "the square root of a negative variance is NaN")
+    bad = [n for n, t in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    return f", whose {bad[0]} holds NaN or inf" if bad else ""
+
+
+def _nonfinite_model_error(net: nn.Module, x: torch.Tensor, *, batch: int, what: str) -> ValueError:
+    where = _first_nonfinite(net, x)
+    first = (f"; the first non-finite activation is the output of {where[0]!r} ({type(where[1]).__name__})"
+             f"{_module_detail(where[1])}") if where is not None else ""
+    return ValueError(f"the model gives non-finite values (NaN or inf) on the clean images of batch {batch}: {what}"
+                      f"{first}. FSP distances would be NaN. Hint: the checkpoint is damaged or comes from a "
+                      "diverged run (check its BatchNorm running statistics), or the inputs overflow the model")
+
+
+def _check_pair(x: torch.Tensor, x_adv: torch.Tensor, *, batch: int, model: nn.Module | None = None) -> None:
     """Refuse an attack output that is not an image batch of x's shape in [0, 1] (NaN included),
-    and clean images outside [0, 1]; one host sync."""
+    and clean images outside [0, 1]; one host sync. A NaN attack output from a model that is not
+    finite on ``x`` names the model instead (checked only then)."""
     if not isinstance(x_adv, torch.Tensor):
         raise TypeError(f"the attack must return a tensor, got {type(x_adv).__name__} (batch {batch})")
     if x_adv.shape != x.shape:
@@ -179,6 +238,12 @@ def _check_pair(x: torch.Tensor, x_adv: torch.Tensor, *, batch: int) -> None:
         raise ValueError(f"batch {batch}: the images must lie in [0, 1] (pixel space), got values in "
                          f"[{lo:.6g}, {hi:.6g}]. Hint: mean/std normalization belongs inside the model")
     if not (adv_lo >= 0.0 and adv_hi <= 1.0):
+        if model is not None and math.isnan(adv_lo + adv_hi):
+            with torch.no_grad():
+                finite = bool(torch.isfinite(model(x)).all())
+            if not finite:
+                raise _nonfinite_model_error(model, x, batch=batch, what="its logits are not finite, so the attack "
+                                                                         "returned NaN")
         raise ValueError(f"batch {batch}: the attack returned values in [{adv_lo:.6g}, {adv_hi:.6g}]; adversarial "
                          "images must be finite and lie in [0, 1]. Hint: clamp the attack's output to [0, 1]; "
                          "NaN means its gradients were not finite")
@@ -187,6 +252,41 @@ def _check_pair(x: torch.Tensor, x_adv: torch.Tensor, *, batch: int) -> None:
 @torch.no_grad()
 def _forward_pair(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
     return model(torch.cat([x, x_adv]))
+
+
+# Columns of _Accumulator.sums that must be finite: raw distance, its square, scale (the relative
+# distance may be NaN where a clean G is exactly zero, by definition).
+_MUST_BE_FINITE = [0, 1, 4]
+
+
+def _check_first_batch(net: nn.Module, x: torch.Tensor, logits: torch.Tensor, acc: _Accumulator,
+                       names: list[str]) -> None:
+    """Refuse a model that is not finite on the first batch: one host sync, once."""
+    flags = torch.cat([torch.isfinite(logits).all().reshape(1), torch.isfinite(acc.sums[:, _MUST_BE_FINITE]).all(1)])
+    ok = flags.tolist()
+    if all(ok):
+        return
+    bad = [name for name, good in zip(names, ok[1:], strict=True) if not good]
+    what = "its logits are not finite" if not ok[0] else ""
+    if bad:
+        what += (" and " if what else "") + f"the features of {_cells_text(bad)} are"
+    raise _nonfinite_model_error(net, x, batch=0, what=what)
+
+
+def _cells_text(names: list[str]) -> str:
+    shown = ", ".join(repr(n) for n in names[:3])
+    return f"cell {shown}" if len(names) == 1 else f"cells {shown}" + (f" ... ({len(names)})" if len(names) > 3 else "")
+
+
+def _check_totals(sums: torch.Tensor, logits_finite: bool, names: list[str]) -> None:
+    """After the last batch (sums on the host): refuse non-finite logits or FSP sums."""
+    bad = [name for name, row in zip(names, sums[:, _MUST_BE_FINITE].isfinite().all(1).tolist(), strict=True)
+           if not row]
+    if bad or not logits_finite:
+        parts = ([] if logits_finite else ["its logits"]) + ([f"the features of {_cells_text(bad)}"] if bad else [])
+        raise ValueError(f"the model gives non-finite values (NaN or inf) on a batch after the first: "
+                         f"{' and '.join(parts)}. FSP distances would be NaN. Hint: the model overflows on some "
+                         "inputs, or the checkpoint is damaged (check its BatchNorm running statistics)")
 
 
 def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], attack: Attack, *,
@@ -199,7 +299,9 @@ def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
             its train/eval flags are restored afterwards.
         batches: iterable of ``(x, y)`` on the model's device, x in [0, 1].
         attack: ``(model, x, y) -> x_adv`` (e.g. ``robnet.attacks.gradient.pgd`` with its settings bound).
-        cells: which cells (None: every module flagged ``is_cell``; or globs / names).
+        cells: which cells (None: every module flagged ``is_cell``; ``"auto"``: flagged cells,
+            else the repeated blocks, chosen with the first batch and recorded as
+            ``report.extra["cell_choice"]``; or globs / names).
         attack_settings: the attack's exact settings, recorded in the report.
         seed: recorded in the report.
         progress: optional wrapper for the batch iterable (e.g. ``tqdm``).
@@ -207,14 +309,30 @@ def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
     Returns:
         An :class:`FSPReport` with per-cell mean/std of the distance, and clean/adversarial
         accuracy on the same samples.
+
+    Raises:
+        ValueError: an empty iterable, mismatched batches, attack outputs outside [0, 1] or NaN,
+            a model whose logits or cell features are not finite (naming the first module whose
+            output is NaN / inf when it shows on the first batch), cell selection errors.
     """
     net = unwrap_model(model)
     device = next(net.parameters()).device
-    names = [name for name, _ in resolve_cells(net, cells)]  # raises early on unknown names
+    iterable: Iterable[tuple[torch.Tensor, torch.Tensor]] = progress(batches) if progress is not None else batches
+    extra: dict[str, Any] = {}
+    if isinstance(cells, str) and cells == AUTO:
+        iterator = iter(iterable)
+        first = next(iterator, None)
+        if first is None:
+            raise ValueError("no batches to score: the data iterable was empty")
+        choice = choose_cells(net, first[0])  # the probe runs on the first batch's images
+        extra["cell_choice"] = choice.to_dict()
+        names = list(choice.names)
+        iterable = itertools.chain([first], iterator)
+    else:
+        names = [name for name, _ in resolve_cells(net, cells)]  # raises early on unknown names
     acc = _Accumulator(len(names), device)
-    correct = torch.zeros(2, dtype=torch.long, device=device)
+    correct = torch.zeros(3, dtype=torch.long, device=device)  # clean hits, adversarial hits, non-finite batches
     n = n_batches = 0
-    iterable = progress(batches) if progress is not None else batches
     # Hooks only around the scoring forward (re-entered per batch), so the attack's own forwards
     # are not scored.
     cap = capture_cells(net, names, on_pair=acc)
@@ -223,12 +341,15 @@ def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
             if x.shape[0] != y.shape[0]:
                 raise ValueError(f"batch has {x.shape[0]} images but {y.shape[0]} labels")
             x_adv = attack(net, x, y)
-            _check_pair(x, x_adv, batch=n_batches)
+            _check_pair(x, x_adv, batch=n_batches, model=net)
             x_adv = x_adv.detach()
             n_batches += 1
             acc.split = x.shape[0]
             with cap:
                 logits = _forward_pair(net, x, x_adv)
+            if n_batches == 1:
+                _check_first_batch(net, x, logits, acc, names)
+            correct[2] += ~torch.isfinite(logits).all()
             pred = logits.argmax(1)
             correct[0] += (pred[: x.shape[0]] == y).sum()
             correct[1] += (pred[x.shape[0]:] == y).sum()
@@ -237,6 +358,7 @@ def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
         raise ValueError("no batches to score: the data iterable was empty")
     sums = acc.sums.cpu()  # the one host sync
     hits = correct.cpu().tolist()
+    _check_totals(sums, hits[2] == 0, names)
     results = []
     for i, name in enumerate(names):
         shape = acc.shapes[i]
@@ -249,5 +371,5 @@ def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
                                  scale_mean=float(sums[i, 4]) / acc.counts[i]))
     versions = {"fspkit": __version__, "torch": torch.__version__, "python": platform.python_version()}
     return FSPReport(cells=results, clean_acc=hits[0] / n, adv_acc=hits[1] / n, n=n,
-                     attack=dict(attack_settings or {}), device=str(device), seed=seed, versions=versions)
+                     attack=dict(attack_settings or {}), device=str(device), seed=seed, versions=versions, extra=extra)
 

@@ -3,6 +3,9 @@
 * :mod:`~robnet.io.files`: the one atomic writer, md5, download, safe extraction.
 * :mod:`~robnet.io.checkpoint`: save/load with ``weights_only``; official RobNets checkpoints
   through the restricted unpickler (:mod:`~robnet.io.unpickle`): no pickled code runs.
+* :mod:`~robnet.io.models`: ``load_model``, one entry point for any model file (ours, official,
+  plain state_dicts, safetensors, opted-in pickles); :mod:`~robnet.io.external` resolves ``--arch``
+  (a zoo name or a user's ``MODULE:CALLABLE``).
 * :mod:`~robnet.io.results`: provenance, derived seeds, strict JSON and fsynced JSON Lines.
 * :mod:`~robnet.io.rundir`: run folders that cannot be clobbered (lock, record, resume checks).
 """

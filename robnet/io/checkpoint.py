@@ -15,12 +15,16 @@ mid-save leaves the previous checkpoint intact.
 
 Official RobNets checkpoints (``torch.save({'state_dict': ..., 'optimizer': ..., 'epoch': ...,
 'best_acc': ..., <a pickled lr-scheduler>})``, keys possibly prefixed ``module.``) record no
-architecture, so :func:`load_official` needs its name. They are read with ``weights_only=True``
-when possible; otherwise with a restricted unpickler that imports only the tensor-rebuilding
-functions ``weights_only`` allows and turns every other global into an inert placeholder, so no
-pickled code runs (SPEC §1). Only the tensors of the state_dict and plain-data extras are kept.
+architecture, so :func:`load_official` needs its name. Wrapper prefixes (``module.`` from
+DataParallel / DDP, ``_orig_mod.`` from ``torch.compile``, in any nesting) are stripped from the
+keys. These files are read with ``weights_only=True`` when possible; otherwise with a restricted
+unpickler that imports only the tensor-rebuilding functions ``weights_only`` allows and turns every
+other global into an inert placeholder, so no pickled code runs (docs/design.md §1). Only the
+tensors of the state_dict and plain-data extras are kept.
 
 Every failure to read raises :class:`CheckpointError` (a ``ValueError``) with a one-line reason.
+Plain state_dicts, safetensors files, users' own architectures and (opted-in) whole pickled models
+are loaded by :func:`robnet.io.models.load_model`, which builds on the readers here.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import pickle
 import re
 import warnings
 from collections import Counter, OrderedDict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -77,6 +81,8 @@ MapLocation = str | torch.device
 _EXPECTED_GLOBALS = ("torch.optim.",)
 # Where an official state_dict may sit in the top-level dict, in order of preference.
 _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net")
+# Key prefixes that model wrappers add to a state_dict: DataParallel / DDP and torch.compile.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 class CheckpointError(ValueError):
@@ -87,17 +93,20 @@ class CheckpointError(ValueError):
 
 
 def _load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, strict: bool, path: PathLike,
-               arch: Mapping[str, Any]) -> None:
+               label: str, hint: str | None = None) -> None:
+    """Load ``state_dict`` into ``model`` or raise one CheckpointError line listing the missing,
+    unexpected and mismatched keys; ``label`` names the architecture, ``hint`` replaces the
+    report's generic hint when only keys (not shapes) differ."""
     report = compare_state_dict(state_dict, model)
     if report.mismatched or (strict and not report.ok):
-        raise CheckpointError(f"checkpoint {path} does not match architecture {describe_arch(arch)}: "
-                              f"{report.summary()}.{report.hint()}")
+        tail = report.hint() if hint is None or report.mismatched else hint
+        raise CheckpointError(f"checkpoint {path} does not match architecture {label}: {report.summary()}.{tail}")
     if not report.ok:
         logger.warning("checkpoint %s loaded with strict=False: %s", path, report.summary())
     try:
         model.load_state_dict(state_dict, strict=strict)
     except (RuntimeError, TypeError, ValueError, AttributeError, KeyError) as e:
-        raise CheckpointError(f"checkpoint {path} does not load into architecture {describe_arch(arch)}: "
+        raise CheckpointError(f"checkpoint {path} does not load into architecture {label}: "
                               f"{type(e).__name__}: {_one_line(str(e))}") from None
 
 
@@ -348,7 +357,7 @@ def load(path: PathLike, *, map_location: MapLocation = "cpu",
 
 def _model_from_raw(raw: dict[str, Any], path: Path, *, map_location: MapLocation, strict: bool) -> nn.Module:
     model = _build(raw["arch"], path)
-    _load_into(model, raw["state_dict"], strict=strict, path=path, arch=raw["arch"])
+    _load_into(model, raw["state_dict"], strict=strict, path=path, label=describe_arch(raw["arch"]))
     return _move(model, map_location).eval()
 
 
@@ -431,12 +440,17 @@ def _plain_value(value: Any) -> tuple[bool, Any]:
     return True, value
 
 
+def _pickled_model_error(path: Path, pickled_global: str) -> CheckpointError:
+    return CheckpointError(f"checkpoint {path} holds a pickled {pickled_global} object, not a state_dict: a "
+                           "whole pickled model cannot be loaded without running its code, and none was run. "
+                           "Hint: if you trust the file, pass --unsafe-pickle (Python: load_model(..., "
+                           "allow_pickle=True)), which runs the file's code; or, in a trusted environment, "
+                           "re-save it with torch.save(model.state_dict(), ...)")
+
+
 def _find_state_dict(payload: Any, path: Path) -> tuple[str | None, Mapping[Any, Any]]:
     if isinstance(payload, Inert):
-        raise CheckpointError(f"checkpoint {path} holds a pickled {payload.pickled_global} object, not a "
-                              "state_dict: a whole pickled model cannot be loaded without running its "
-                              "code. Hint: in a trusted environment re-save it with "
-                              "torch.save(model.state_dict(), ...)")
+        raise _pickled_model_error(path, payload.pickled_global)
     if not isinstance(payload, Mapping):
         raise CheckpointError(f"checkpoint {path} holds a {type(payload).__name__}, expected a dict with a "
                               "'state_dict' or a bare state_dict")
@@ -453,30 +467,47 @@ def _find_state_dict(payload: Any, path: Path) -> tuple[str | None, Mapping[Any,
                           "state_dict")
 
 
-def _strip_prefix(state_dict: Mapping[Any, Any], ignored: dict[str, str]) -> tuple[dict[str, torch.Tensor],
-                                                                                  list[str]]:
+def _strip_prefix(state_dict: Mapping[Any, Any], ignored: dict[str, str], *, path: Path,
+                  keep: Collection[str] = ()) -> tuple[dict[str, torch.Tensor], list[str], str | None]:
+    """The tensors of ``state_dict`` with leading wrapper prefixes removed (any nesting,
+    e.g. ``module._orig_mod.``); prefixes in ``keep`` (names the target model itself uses) stay.
+
+    Returns:
+        ``(state_dict, stripped keys (new names), the removed prefix or None)``; several different
+        removed prefixes are joined with " | ". Non-tensor entries go to ``ignored``.
+
+    Raises:
+        CheckpointError: two keys that are equal once stripped (``x`` and ``module.x``).
+    """
+    prefixes = tuple(p for p in _WRAPPER_PREFIXES if p not in keep)
     out: dict[str, torch.Tensor] = {}
     stripped: list[str] = []
+    removed: set[str] = set()
     for key, value in state_dict.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             ignored[f"state_dict.{key}"] = _describe_dropped(value)
             continue
         new = key
-        while new.startswith("module."):
-            new = new[len("module."):]
+        while (head := next((p for p in prefixes if new.startswith(p)), None)) is not None:
+            new = new[len(head):]
         if new != key:
             stripped.append(new)
+            removed.add(key[: len(key) - len(new)])
+        if new in out:
+            raise CheckpointError(f"checkpoint {path} has the key {new!r} twice once the wrapper prefixes "
+                                  f"({', '.join(prefixes)}) are removed: it mixes wrapped and unwrapped keys")
         out[new] = value.detach()  # detach drops any pickled backward hooks
-    return out, stripped
+    return out, stripped, " | ".join(sorted(removed)) if removed else None
 
 
-def _official_parts(read: _Payload, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _official_parts(read: _Payload, path: Path, *,
+                    keep_prefixes: Collection[str] = ()) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     payload = read.data
     if _is_ours(payload) and isinstance(payload.get("state_dict"), Mapping):
         payload = payload["state_dict"]  # one of ours, loaded with an explicit arch
     sd_key, raw_sd = _find_state_dict(payload, path)
     ignored: dict[str, str] = {}
-    state_dict, stripped = _strip_prefix(raw_sd, ignored)
+    state_dict, stripped, prefix = _strip_prefix(raw_sd, ignored, path=path, keep=keep_prefixes)
     extras: dict[str, Any] = {}
     if sd_key is not None:
         for key, value in payload.items():
@@ -493,7 +524,7 @@ def _official_parts(read: _Payload, path: Path) -> tuple[dict[str, torch.Tensor]
         "ignored": list(ignored),
         "ignored_detail": ignored,
         "placeholders": sorted(set(read.placeholders)),
-        "stripped_prefix": "module." if stripped else None,
+        "stripped_prefix": prefix,
         "stripped_keys": stripped,
     }
     meta: dict[str, Any] = {}
@@ -522,7 +553,7 @@ def _official_model(state_dict: dict[str, torch.Tensor], meta: dict[str, Any], p
     if given is not None:
         norm = normalize_arch({**norm, "num_classes": given})
     model = _build(norm, path)
-    _load_into(model, state_dict, strict=strict, path=path, arch=norm)
+    _load_into(model, state_dict, strict=strict, path=path, label=describe_arch(norm))
     meta["arch"] = norm
     return _move(model, map_location).eval(), meta
 
@@ -532,10 +563,10 @@ def load_official(path: PathLike, arch: ArchLike, *, num_classes: int | None = N
     """Load an official RobNets checkpoint (or any state_dict file) without running pickled code.
 
     Accepts ``{'state_dict': ..., ...extras}`` (also ``model_state_dict`` / ``model`` / ``net``) or a
-    bare state_dict, zip or legacy ``torch.save`` format; ``module.`` key prefixes (DataParallel)
-    are stripped. Read with ``weights_only=True`` when torch allows it, else with the restricted
-    unpickler (unknown globals such as a pickled lr-scheduler become inert placeholders, see the
-    module docstring).
+    bare state_dict, zip or legacy ``torch.save`` format; ``module.`` (DataParallel / DDP) and
+    ``_orig_mod.`` (``torch.compile``) key prefixes are stripped. Read with ``weights_only=True``
+    when torch allows it, else with the restricted unpickler (unknown globals such as a pickled
+    lr-scheduler become inert placeholders, see the module docstring).
 
     Args:
         path: the checkpoint file.
@@ -553,7 +584,8 @@ def load_official(path: PathLike, arch: ArchLike, *, num_classes: int | None = N
         ``format`` ("official"), ``arch`` (normalized), ``unpickler`` ("weights_only" or
         "restricted"), ``ignored`` (names of the dropped top-level entries), ``ignored_detail``
         (name -> what it was), ``placeholders`` (globals replaced by placeholders),
-        ``stripped_prefix`` ("module." or None) and ``stripped_keys`` (keys that had it).
+        ``stripped_prefix`` (the removed prefix, e.g. "module.", or None) and ``stripped_keys``
+        (keys that had one, without it).
 
     Raises:
         CheckpointError: missing / truncated / corrupt file, no state_dict found, a whole pickled

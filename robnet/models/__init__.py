@@ -7,6 +7,7 @@
 * :mod:`~robnet.models.supernet`: the weight-sharing supernet of the one-shot search.
 * :mod:`~robnet.models.zoo`: ``build_model(name)`` over a plain registry; ``register`` for your own.
 * :mod:`~robnet.models.arch`: a model's architecture as plain data (what checkpoints record).
+* :mod:`~robnet.models.normalize`: input normalization as a layer inside the model (``with_normalization``).
 """
 
 import lazy_loader as _lazy

@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 import robnet
 from fspkit import capture_cells, fsp_distance, fsp_matrix, score
@@ -248,3 +249,121 @@ def test_attack_output_type_shape_and_clean_range_are_checked():
 
     with pytest.raises(ValueError, match="batch 1: the attack returned values in"):
         score(model, batches(2), late_nan)
+
+
+# ----------------------------------------------------------------------------- non-finite models refused
+def _broken_bn(model):
+    """A damaged checkpoint: every weight finite, but one BN running_var below zero (NaN in eval mode)."""
+    bn = model.stem[1]
+    with torch.no_grad():
+        bn.running_var[:3] = -1.0
+    return model
+
+
+def _propagates_nan(m, x, y):
+    with torch.no_grad():
+        return x + 0 * m(x).sum()  # NaN logits give NaN images
+
+
+@pytest.mark.parametrize("attack_fn", [attack, lambda m, x, y: x.clone(), _propagates_nan],
+                         ids=["fgsm", "identity", "nan"])
+def test_model_with_non_finite_features_is_refused_in_one_line(attack_fn):
+    """Before: the attack's NaN images were blamed on the attack, or the table printed nan rows."""
+    model = _broken_bn(tiny()).eval()
+    assert all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point())
+    with pytest.raises(ValueError) as info:
+        score(model, batches(2), attack_fn)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("the model gives non-finite values (NaN or inf) on the clean images of batch 0: ")
+    assert ("the first non-finite activation is the output of 'stem.1' (BatchNorm2d), whose running_var has 3 "
+            "negative entries (min -1): the square root of a negative variance is NaN. FSP distances would be NaN. "
+            "Hint: the checkpoint is damaged or comes from a diverged run") in message
+    if attack_fn is _propagates_nan:  # the model is named, not the attack
+        assert "its logits are not finite, so the attack returned NaN" in message
+    else:
+        assert "its logits are not finite and the features of cells 'cells.0', 'cells.1', 'cells.2' ... (4) are" \
+            in message
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+class _Ratio(nn.Module):
+    """Finite on any image but an all-black one (0 / 0)."""
+
+    is_cell = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x / x.mean((1, 2, 3), keepdim=True))
+
+
+class _RatioNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = _Ratio()
+        self.head = nn.Linear(4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.block(x).mean((2, 3)))
+
+
+def test_non_finite_values_on_a_later_batch_are_refused_at_the_end():
+    torch.manual_seed(0)
+    data = [*batches(1, bs=4, hw=8), (torch.zeros(4, 3, 8, 8), torch.zeros(4, dtype=torch.long))]
+    with pytest.raises(ValueError, match=r"^the model gives non-finite values \(NaN or inf\) on a batch after the "
+                                         r"first: its logits and the features of cell 'block'\. FSP distances would "
+                                         r"be NaN\. Hint: the model overflows on some inputs"):
+        score(_RatioNet(), data, lambda m, x, y: x.clone())
+    report = score(_RatioNet(), data[:1], lambda m, x, y: x.clone())  # the first batch alone is fine
+    assert math.isfinite(report.cells[0].scale_mean)
+
+
+# ----------------------------------------------------------------------------- cells="auto"
+class _Block(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+        self.bn = nn.BatchNorm2d(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn(self.conv(x))) + x
+
+
+class _Unflagged(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.stages = nn.Sequential(_Block(4), _Block(4), _Block(4))
+        self.head = nn.Linear(4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(x)).mean((2, 3)))
+
+
+def test_auto_cells_are_chosen_on_the_first_batch_and_recorded():
+    torch.manual_seed(0)
+    model = _Unflagged().eval()
+    data = batches(2, bs=4, hw=8)
+    wrapped_calls = []
+
+    def progress(it):
+        wrapped_calls.append(1)
+        return it
+
+    report = score(model, iter(data), attack, cells="auto", progress=progress)  # a one-shot iterator: peeked once
+    assert [c.name for c in report.cells] == ["stages.0", "stages.1", "stages.2"]
+    assert report.n == 8 and wrapped_calls == [1]
+    choice = report.to_dict()["cell_choice"]
+    assert choice["method"] == "repeated" and choice["names"] == ["stages.0", "stages.1", "stages.2"]
+    assert choice["groups"][0]["reason"].startswith("3 x _Block (stages.0, stages.1, stages.2): repeated blocks in "
+                                                    "Sequential stages")
+    assert "(probe: (2, 4, 8, 8) -> (2, 4, 8, 8) at stages.0)" in choice["groups"][0]["reason"]  # the data's size
+    same = score(model, data, attack, cells=["stages.0", "stages.1", "stages.2"])
+    assert [c.fsp_mean for c in same.cells] == [c.fsp_mean for c in report.cells]
+    flagged = score(tiny(), batches(1), attack, cells="auto")
+    assert flagged.extra["cell_choice"]["method"] == "is_cell" and len(flagged.cells) == 4
+    with pytest.raises(ValueError, match="empty"):
+        score(model, [], attack, cells="auto")
