@@ -446,11 +446,9 @@ class CellCapture:
 
     def _input_of(self, name: str, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         index = getattr(module, "fsp_input_index", 0)
-        if index < len(args):
-            return args[index]
-        key = _positional_name(module, index)
-        if key is not None and key in kwargs:
-            return kwargs[key]
+        x = _fsp_input(module, args, kwargs)
+        if x is not None or index < len(args):
+            return x
         raise ValueError(f"cell {name!r} ({type(module).__name__}) was called with {len(args)} positional "
                          f"argument(s) but its FSP input is argument {index} (fsp_input_index); "
                          "Hint: call it positionally or set fsp_input_index on its class.")
