@@ -25,6 +25,7 @@ from robnet.io.models import load_model
 from robnet.models.arch import check_data
 from robnet.models.normalize import NormalizedModel
 from robnet.models.zoo import build_model
+from tests._paths import DATA
 
 USER_MODULE = '''
 import torch
@@ -208,6 +209,23 @@ def test_zoo_arch_takes_its_class_count_from_the_file(tmp_path: Path) -> None:
     _assert_same(model, loaded)
     assert info["arch"] == {"name": "robnet_large", "num_classes": 7, "C": 4, "layers": 3}
     assert info["format"] == "state_dict" and info["stripped_prefix"] == "module."
+
+
+def test_official_reference_checkpoint_reproduces_its_logits(tmp_path: Path) -> None:
+    path = DATA / "ref_robnet_large_C8_L5.pt"
+    if not path.exists():
+        pytest.skip(f"reference file {path} is absent (copy it from shared/reference)")
+    ref = torch.load(path, weights_only=True)
+    model, info = load_model(path, arch="robnet_large", arch_kwargs={"C": 8, "layers": 5})
+    with torch.no_grad():
+        torch.testing.assert_close(model(ref["input"]), ref["logits"], rtol=0, atol=1e-5)
+    assert info["format"] == "state_dict" and info["ignored"] == ["input", "logits"]
+    # the same weights as safetensors, DDP-prefixed
+    save_file({"module." + k: v.contiguous() for k, v in ref["state_dict"].items()}, str(tmp_path / "r.safetensors"))
+    again, info = load_model(tmp_path / "r.safetensors", arch="robnet_large", arch_kwargs={"C": 8, "layers": 5})
+    with torch.no_grad():
+        torch.testing.assert_close(again(ref["input"]), ref["logits"], rtol=0, atol=1e-5)
+    assert info["stripped_prefix"] == "module." and info["arch"]["num_classes"] == ref["logits"].shape[1]
 
 
 def test_our_checkpoint_records_its_arch(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
