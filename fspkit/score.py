@@ -35,6 +35,7 @@ from torch import nn
 from fspkit._version import __version__
 from fspkit.capture import AUTO, CellSpec, capture_cells, choose_cells, resolve_cells
 from fspkit.fsp import fsp_pair_terms
+from robnet.models.genotype import deep_cells
 from robnet.utils import unwrap_model
 
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -89,9 +90,9 @@ class FSPReport:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def deep_mean(self) -> float:
-        """Mean FSP distance of the deepest third of the cells (Finding #3 looks at deep cells)."""
-        k = max(1, math.ceil(len(self.cells) / 3))
-        deep = self.cells[-k:]
+        """Mean FSP distance of the deep cells (Finding #3: :func:`robnet.models.genotype.deep_cells`,
+        the last third of the scored cells)."""
+        deep = [self.cells[i] for i in deep_cells(len(self.cells))]
         return sum(c.fsp_mean for c in deep) / len(deep)
 
     def fsp(self) -> list[float]:
@@ -123,7 +124,7 @@ class FSPReport:
         return "\n".join(rows)
 
     def summary(self) -> str:
-        k = max(1, math.ceil(len(self.cells) / 3))
+        k = len(deep_cells(len(self.cells)))
         return (f"n={self.n}  clean acc {100 * self.clean_acc:.2f}%  adv acc {100 * self.adv_acc:.2f}%  "
                 f"mean FSP distance of the deepest {k} cells {self.deep_mean():.5g}")
 

@@ -35,13 +35,17 @@ def _write(out: str, rank: int, value: dict[str, Any]) -> None:
 
 def finetune_worker(rank: int, world: int, port: int, run_dir: str, out: str) -> None:
     """The finetune stage of an already trained and sampled run folder, sharded over the ranks."""
+    from robnet.search.finetune import finetune_stage
     from robnet.search.rundir import SearchDir
-    from robnet.search.stages import finetune_stage
+    from robnet.search.stages import score_stage
 
     _join(rank, world, port)
     try:
         sd = SearchDir.open(run_dir, None, create=False, argv=["_search_worker", "finetune"])
-        done = finetune_stage(sd, device=torch.device("cpu"), progress=False)
+        cpu = torch.device("cpu")
+        supernet = sd.load_supernet(cpu)
+        scored = score_stage(sd, supernet, device=cpu, progress=False)
+        done = finetune_stage(sd, supernet, scored, device=cpu, progress=False)
         _write(out, rank, {"done": done})
     finally:
         _leave()

@@ -1,5 +1,6 @@
 """Suite-wide settings and shared fixtures.
 
+* One process for every in-process search (``one_process``).
 * One intra-op thread for every test: the tests use tiny models, where OpenMP threads cost more
   than they give; on a loaded 2-core machine two spinning threads per process made some tests
   hundreds of times slower.
@@ -33,6 +34,17 @@ from robnet.models.genotype import ROBNET_LARGE
 from robnet.models.network import GenotypeLike, RobNet, build_robnet
 
 torch.set_num_threads(1)  # also covers work done while test modules are imported
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_process() -> Iterator[None]:
+    """In-process searches run in this one process unless a test asks for more (``--procs 2``, or a
+    subprocess): the default, one process per core, would spawn a child in every search test."""
+    import robnet.search.runner
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(robnet.search.runner, "default_procs", lambda device=None: 1)
+        yield
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -205,12 +205,15 @@ _UNSET: Any = object()
 
 def load_model(args: argparse.Namespace, path: str, *, arch: Any = _UNSET) -> tuple[Any, dict[str, Any]]:
     """The model at ``path`` as the model flags (:func:`add_model_flags`) ask for, and what was loaded
-    (plain data for the result file). ``arch`` overrides ``--arch`` (a transfer source's own)."""
-    from robnet.io.checkpoint import load_any
+    (plain data for the result file; :func:`robnet.io.load_model`). ``arch`` overrides ``--arch`` (a
+    transfer source's own, whose other flags are not used)."""
+    from robnet.io.external import parse_arch_kwargs
+    from robnet.io.models import load_model as load
 
-    chosen = args.arch if arch is _UNSET else arch
-    model, _meta = load_any(path, arch=chosen)
-    return model, {"path": path, "arch": chosen}
+    if arch is not _UNSET:
+        return load(path, arch=arch)
+    return load(path, arch=args.arch, arch_kwargs=parse_arch_kwargs(args.arch_kwargs), normalize=args.normalize,
+                allow_pickle=args.unsafe_pickle)
 
 
 def load_eval_data(args: argparse.Namespace) -> Any:
@@ -334,7 +337,7 @@ def main_entry(prog: str, parser: argparse.ArgumentParser, commands: Mapping[str
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
-        print(SHORT_HELP.format(prog=prog, what=(parser.description or "").strip().splitlines()[0]))
+        print(SHORT_HELP.format(prog=prog, what=(parser.description or prog).strip().splitlines()[0]))
         parser.print_usage()
         return 0
     try:

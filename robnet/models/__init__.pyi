@@ -20,17 +20,61 @@ from .arch import (
     normalize_arch,
 )
 from .baselines import densenet121, resnet18, resnet50, wrn28_10
-from .genotype import ROBNET_FREE, ROBNET_LARGE, Genotype, count_cells, iter_cells, sample
+from .genotype import (
+    ROBNET_FREE,
+    ROBNET_LARGE,
+    Genotype,
+    count_cells,
+    deep_cells,
+    iter_cells,
+    reduction_cells,
+    sample,
+)
 from .network import GenotypeLike, RobNet, RobNetCell, as_genotype, build_robnet, robnet_num_params
 from .normalize import DATASET_STATS, Normalize, NormalizedModel, NormalizeSpec, parse_normalization, with_normalization
 from .supernet import FULL_GENOTYPE, SubNet, SuperNet, SuperNetConfig, build_supernet
 from .zoo import build_model, default_num_classes, list_models, register, unregister
 
 __all__ = [
-    "DATASET_STATS", "FULL_GENOTYPE", "ROBNET_FREE", "ROBNET_LARGE", "ArchLike", "Genotype", "GenotypeLike",
-    "Normalize", "NormalizeSpec", "NormalizedModel", "RobNet", "RobNetCell", "SubNet", "SuperNet", "SuperNetConfig",
-    "arch_from_model", "as_genotype", "build_from_arch", "build_model", "build_robnet", "build_supernet",
-    "compare_state_dict", "count_cells", "default_num_classes", "densenet121", "describe_arch", "estimate_params",
-    "iter_cells", "list_models", "normalize_arch", "parse_normalization", "register", "resnet18", "resnet50",
-    "robnet_num_params", "sample", "unregister", "with_normalization", "wrn28_10",
+    "DATASET_STATS",
+    "FULL_GENOTYPE",
+    "ROBNET_FREE",
+    "ROBNET_LARGE",
+    "ArchLike",
+    "Genotype",
+    "GenotypeLike",
+    "Normalize",
+    "NormalizeSpec",
+    "NormalizedModel",
+    "RobNet",
+    "RobNetCell",
+    "SubNet",
+    "SuperNet",
+    "SuperNetConfig",
+    "arch_from_model",
+    "as_genotype",
+    "build_from_arch",
+    "build_model",
+    "build_robnet",
+    "build_supernet",
+    "compare_state_dict",
+    "count_cells",
+    "deep_cells",
+    "default_num_classes",
+    "densenet121",
+    "describe_arch",
+    "estimate_params",
+    "iter_cells",
+    "list_models",
+    "normalize_arch",
+    "parse_normalization",
+    "reduction_cells",
+    "register",
+    "resnet18",
+    "resnet50",
+    "robnet_num_params",
+    "sample",
+    "unregister",
+    "with_normalization",
+    "wrn28_10",
 ]

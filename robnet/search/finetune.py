@@ -20,6 +20,7 @@ from which the study computes the measurement's test-retest noise.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import random
 import time
@@ -52,6 +53,8 @@ from robnet.utils import dist_info
 __all__ = ["candidate_tuner", "finetune_stage", "retest_ids", "survivors"]
 
 Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
+
+log = logging.getLogger(__name__)
 
 
 def retest_ids(config: SearchConfig) -> set[int]:
@@ -108,15 +111,19 @@ def _second_half(batches: Batches, start: int) -> list[tuple[torch.Tensor, torch
 
 
 def _diverged(scored: dict[str, Any], err: TrainingDiverged, seconds: float) -> dict[str, Any]:
+    """The record of a candidate whose finetuning diverged: one such candidate must not stop a search of
+    1,000 (and stop it again at every rerun)."""
+    log.warning("candidate %d: %s; recorded without finetuned accuracies", scored[R.ID], err)
     reason = f"finetuning diverged in epoch {err.epoch}: {err.what} (lr {err.lr:.4g})"
     return {**scored, R.CLEAN_ACC: None, R.PGD_ACC: None, R.FILTERED_OUT: False, R.FINETUNE_EPOCHS: err.epoch,
-            "clean_acc_missing": reason, "pgd_acc_missing": reason, "seconds_finetune": seconds}
+            R.PGD_ACC_HALF: None, R.PGD_ACC_RETEST: None, "clean_acc_missing": reason, "pgd_acc_missing": reason,
+            "seconds_finetune": seconds}
 
 
 def _filtered(scored: dict[str, Any]) -> dict[str, Any]:
     reason = "filtered out before finetuning by the candidate filter"
     return {**scored, R.CLEAN_ACC: None, R.PGD_ACC: None, R.FILTERED_OUT: True, R.FINETUNE_EPOCHS: 0,
-            "clean_acc_missing": reason, "pgd_acc_missing": reason}
+            R.PGD_ACC_HALF: None, R.PGD_ACC_RETEST: None, "clean_acc_missing": reason, "pgd_acc_missing": reason}
 
 
 def _append(sd: SearchDir, kind: str, record: dict[str, Any]) -> None:

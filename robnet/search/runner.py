@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from robnet.io.rundir import run_lock
+from robnet.models.supernet import SuperNet
 from robnet.search import records as R
 from robnet.search.config import SearchConfig
 from robnet.search.finetune import finetune_stage
@@ -123,17 +124,28 @@ def _run_rank(*, out: str, config: SearchConfig | None, stages: list[str], score
             raise ValueError(f"{folder} holds a search made by `{owner} search` (its settings: "
                              f"{', '.join(sorted(sd.plugin))}); this command cannot add them to the candidates. "
                              f"Hint: continue it with `{owner} search all --out {folder}`")
+        supernet = _preconditions(sd, stages, dev)
         if rank == 0:
             log.info("%s on %d process%s x %d thread%s", header(sd), world, "es" if world > 1 else "", threads,
                      "s" if threads > 1 else "")
-        _stages(sd, stages, dev, scorer, candidate_filter, progress)
+        _stages(sd, stages, dev, scorer, candidate_filter, progress, supernet)
     if rank != 0 or (not (folder / "records.rank0.jsonl").exists() and not any(folder.glob("records.rank*.jsonl"))):
         return RecordSet(records=[], source=folder)
     return read_records(folder)
 
 
+def _preconditions(sd: SearchDir, stages: list[str], dev: torch.device) -> SuperNet | None:
+    """What the later stages need from earlier runs, checked before anything starts (one-line errors
+    before the first progress line); the trained supernet when no stage of this run trains it."""
+    if not ("finetune" in stages or "select" in stages):
+        return None
+    if "sample" not in stages:
+        sd.read_candidates()
+    return None if "supernet" in stages else sd.load_supernet(dev)
+
+
 def _stages(sd: SearchDir, stages: list[str], dev: torch.device, scorer: Scorer | None,
-            candidate_filter: CandidateFilter | None, progress: bool) -> None:
+            candidate_filter: CandidateFilter | None, progress: bool, supernet: SuperNet | None) -> None:
     if "supernet" in stages:
         supernet_stage(sd, device=dev, progress=progress)
     if "sample" in stages:
@@ -141,7 +153,7 @@ def _stages(sd: SearchDir, stages: list[str], dev: torch.device, scorer: Scorer 
         if dist_info()[0] == 0:
             log.info("%d candidates sampled into %s", len(genotypes), sd.path / R.CANDIDATES_FILE)
     if "finetune" in stages or "select" in stages:
-        supernet = sd.load_supernet(dev)
+        supernet = supernet if supernet is not None else sd.load_supernet(dev)
         if "finetune" in stages:
             scored = score_stage(sd, supernet, device=dev, scorer=scorer, progress=progress)
             finetune_stage(sd, supernet, scored, device=dev, scorer=scorer, candidate_filter=candidate_filter,

@@ -80,11 +80,12 @@ def test_run_command_one_line_exit_1_and_debug_traceback(capsys: pytest.CaptureF
     assert run_command("tool", args, {"go": lambda a: 0}) == 0
 
 
-def test_main_entry_defaults_to_the_demo_and_returns_usage_codes(capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_entry_prints_short_help_without_arguments_and_returns_usage_codes(
+        capsys: pytest.CaptureFixture[str]) -> None:
     seen: list[argparse.Namespace] = []
     commands = {"demo": lambda a: seen.append(a) or 0, "go": lambda a: 7}
     assert main_entry("tool", _parser(), commands, []) == 0
-    assert seen[0].command == "demo" and seen[0].argv == []
+    assert seen == [] and "fspkit demo" in capsys.readouterr().out  # no command runs; the help names the demo
     assert main_entry("tool", _parser(), commands, ["go", "--seed", "3"]) == 7
     assert main_entry("tool", _parser(), commands, ["go", "--seed", "three"]) == 2
     assert "invalid int value: 'three'" in capsys.readouterr().err

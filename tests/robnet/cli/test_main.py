@@ -91,7 +91,7 @@ def test_robnet_eval_cli_json(digits_ckpt: Path, tmp_path: Path, capsys: pytest.
     assert isinstance(report["warnings"], list)
     # one record schema: the provenance block, the attack as asdict + its spec, the precision
     assert {"versions", "device", "seed", "deterministic", "created", "settings"} <= set(report)
-    assert report["settings"]["attacks"] == names and report["settings"]["subset"] == 40
+    assert report["settings"]["attacks"] == names and report["settings"]["samples"] == 40
     assert pgd["attack"] == {**{k: v for k, v in pgd["attack"].items() if k != "spec"}, "spec": "pgd5:eps=0.1"}
     assert report["amp"] is False and report["precision"] == "float32"
     # masking checks at the attacks' radius (8.12: they used 8/255 whatever the attacks used)
@@ -105,7 +105,7 @@ def test_robnet_eval_cli_json(digits_ckpt: Path, tmp_path: Path, capsys: pytest.
         (["eval", "{missing}", "--data", "digits"], "checkpoint not found"),
         (["eval", "{ckpt}", "--data", "digits", "--attacks", "pgdd"], "unknown attack"),
         (["eval", "{ckpt}", "--data", "digits", "--subset", "1000"], "larger than the test split"),
-        (["train", "--data", "digits", "--out", "{tmp}/r", "--model", "robnet_smal"], "unknown model"),
+        (["train", "--data", "digits", "--out", "{tmp}/r", "--arch", "robnet_smal"], "unknown architecture 'robnet_smal'"),
     ],
 )
 def test_robnet_cli_errors(args: list[str], match: str, digits_ckpt: Path, tmp_path: Path,
@@ -201,11 +201,13 @@ def test_cuda_request_without_cuda_is_one_clear_line(digits_ckpt: Path, capsys: 
 # ----------------------------------------------------------------------------- no arguments, usage errors
 
 
-def test_no_arguments_runs_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_arguments_print_a_short_help_naming_the_demo(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
     seen: list[Any] = []
     monkeypatch.setattr(robnet.cli.app, "cmd_demo", lambda args: seen.append(args) or 0)
     assert robnet_main([]) == 0
-    assert seen[0].command == "demo" and seen[0].seed == 0
+    out = capsys.readouterr().out
+    assert seen == [] and "fspkit demo" in out and "robnet --help" in out  # nothing starts: help, exit 0
 
 
 def test_usage_errors_exit_2_and_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
@@ -288,7 +290,8 @@ def test_nan_weight_model_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_empty_selections_are_refused(digits_ckpt: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Before: --subset 0 printed `nan [0.0, 100.0]` with rc 0."""
-    _one_line_error(capsys, _eval(digits_ckpt, "--subset", "0"), "--subset must be >= 1, got 0")
+    _one_line_error(capsys, _eval(digits_ckpt, "--samples", "0"), "--samples must be >= 1, got 0")
+    _one_line_error(capsys, _eval(digits_ckpt, "--subset", "0"), "--samples must be >= 1, got 0")  # the old spelling
     _one_line_error(capsys, _eval(digits_ckpt, "--batch-size", "0"), "--batch-size must be >= 1, got 0")
 
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robnet.search.candidate import AccuracyResult, accuracy, count_flops, count_params, recalibrate_bn
+from robnet.search.candidate import accuracy, count_flops, count_params, recalibrate_bn
 
 
 def _batches(n_batches: int = 3, batch: int = 4, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -144,12 +144,15 @@ def test_accuracy_counts_clean_and_attacked_predictions():
         return 1 - x
 
     result = accuracy(model, batches, flip)
-    assert result == AccuracyResult(clean_correct=3, adv_correct=2, n=5)
+    assert result.clean_hits.tolist() == [True, False, True, True, False]
+    assert result.adv_hits.tolist() == [False, True, False, False, True] and result.n == 5 and not result.adversarial
     assert (result.clean_acc, result.adv_acc) == (3 / 5, 2 / 5)
     assert seen_modes == [False, False] and set(model.modes) == {False}
     assert model.training  # restored
     same = accuracy(model, batches, lambda m, x, y: x)
-    assert same.clean_correct == same.adv_correct == 3
+    assert torch.equal(same.clean_hits, same.adv_hits) and int(same.adv_hits.sum()) == 3
+    kept = accuracy(model, batches, flip, keep_adversarial=True)
+    assert [torch.equal(a, 1 - x) for a, (x, _) in zip(kept.adversarial, batches, strict=True)] == [True, True]
 
 
 def test_accuracy_refuses_non_finite_logits():

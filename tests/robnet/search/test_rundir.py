@@ -10,7 +10,8 @@ import torch
 from robnet.data.datasets import load_dataset
 from robnet.io import results
 from robnet.search.config import preset_config
-from robnet.search.rundir import SearchDir, load_split, records_path, scores_path
+from robnet.search.records import RecordError, records_path, scores_path
+from robnet.search.rundir import SearchDir, load_split
 
 
 def _cfg(**overrides):
@@ -54,8 +55,9 @@ def test_a_folder_made_by_another_config_is_refused_naming_the_fields(tmp_path):
     cfg = _cfg()
     _open(tmp_path, cfg)
     with pytest.raises(ValueError, match=re.escape(
-            f"{tmp_path} holds a search made by another config: candidates (6 in the folder, 7 now). Hint: rerun "
-            "without config flags to continue it, or use another --out")):
+            f"{tmp_path} holds a search made by another config: candidates (6 in the folder, 7 now). Hint: continue "
+            "it with the folder's own settings (leave the config flags out), start over with --overwrite, or use "
+            "another --out")):
         _open(tmp_path, _cfg(candidates=7))
     changed = _cfg(finetune=dataclasses.replace(cfg.finetune, epochs=2), seed=3)
     with pytest.raises(ValueError, match=re.escape("finetune.epochs (1 in the folder, 2 now); seed (0 in the "
@@ -67,7 +69,8 @@ def test_a_folder_made_by_another_config_is_refused_naming_the_fields(tmp_path):
             "folder, 5 now); layers (3 in the folder, 4 now); and 2 more. Hint")):  # seed, supernet.seed
         _open(tmp_path, many)
     with pytest.raises(ValueError, match=re.escape(f"{tmp_path} holds a search made with other settings: fspkit "
-                                                   "(None in the folder, {'keep': 0.5} now). Hint: use another --out")):
+                                                   "(None in the folder, {'keep': 0.5} now). Hint: start over with --overwrite, or use "
+                                                   "another --out")):
         _open(tmp_path, None, plugin={"fspkit": {"keep": 0.5}})
     # nothing was recorded by the refused invocations
     assert len(json.loads((tmp_path / "search.json").read_text())["invocations"]) == 1
@@ -101,16 +104,17 @@ def test_candidates_round_trip(tmp_path):
 
 def test_shards_are_merged_by_id_and_only_the_own_torn_tail_is_cut(tmp_path):
     sd = _open(tmp_path, _cfg())
-    results.append_jsonl(records_path(tmp_path, 0), [{"id": 0, "v": "a"}, {"id": 2, "v": "b"}])
-    results.append_jsonl(records_path(tmp_path, 1), [{"id": 1, "v": "c"}, {"id": 2, "v": "dup"}])
+    h = {"config_hash": sd.config_hash}
+    results.append_jsonl(records_path(tmp_path, 0), [{"id": 0, "v": "a", **h}, {"id": 2, "v": "b", **h}])
+    results.append_jsonl(records_path(tmp_path, 1), [{"id": 1, "v": "c", **h}, {"id": 2, "v": "dup", **h}])
     with records_path(tmp_path, 0).open("a") as f:
         f.write('{"id": 4, "v"')
     with records_path(tmp_path, 1).open("a") as f:
         f.write('{"id": 5')
     size1 = records_path(tmp_path, 1).stat().st_size
     got = sd.read_shards("records", repair_rank=0)
-    assert got == {0: {"id": 0, "v": "a"}, 2: {"id": 2, "v": "b"}, 1: {"id": 1, "v": "c"}}
-    assert records_path(tmp_path, 0).read_text().endswith('"b"}\n')  # own shard repaired
+    assert got == {0: {"id": 0, "v": "a", **h}, 2: {"id": 2, "v": "b", **h}, 1: {"id": 1, "v": "c", **h}}
+    assert records_path(tmp_path, 0).read_text().endswith(f'"{sd.config_hash}"}}\n')  # own shard repaired
     assert records_path(tmp_path, 1).stat().st_size == size1  # another rank's shard untouched
     assert sd.read_shards("scores") == {}
     assert scores_path(tmp_path, 3).name == "scores.rank3.jsonl"
@@ -124,11 +128,25 @@ def test_the_split_is_the_training_set_only(tmp_path):
     whole = load_dataset("digits", split="train").subset(range(200))
     rows = sorted(map(tuple, torch.cat([train.images, val.images]).flatten(1).tolist()))
     assert rows == sorted(map(tuple, whole.images.flatten(1).tolist()))
-    assert load_split(cfg) is not None and load_split(cfg)[0] is train  # cached
+    sd = _open(tmp_path / "run", cfg)
+    assert sd.split()[0] is sd.split()[0]  # read once per folder object
     counts = _cfg(subset=200, val_size=50)
     assert [len(p) for p in load_split(counts)] == [150, 50]
     with pytest.raises(ValueError, match=r"subset 999999 is larger than the digits training set \(\d+ images\)"):
         load_split(_cfg(subset=999999))
+
+
+def test_shards_refuse_the_records_of_another_search(tmp_path):
+    sd = _open(tmp_path, _cfg())
+    results.append_jsonl(records_path(tmp_path, 1), [{"id": 1, "config_hash": sd.config_hash},
+                                                     {"id": 3, "config_hash": "0123456789abcdef"}])
+    with pytest.raises(RecordError, match=re.escape(f"{records_path(tmp_path, 1)}: line 2: a record of another search "
+                                                    f"(config_hash '0123456789abcdef', this folder's is "
+                                                    f"'{sd.config_hash}')")):
+        sd.read_shards("records")
+    results.append_jsonl(records_path(tmp_path, 0), [{"v": 1, "config_hash": sd.config_hash}])
+    with pytest.raises(RecordError, match=re.escape(f"{records_path(tmp_path, 0)}: line 1: the record has no 'id'")):
+        sd.read_shards("records")
 
 
 def test_supernet_not_trained_yet(tmp_path):
@@ -153,7 +171,7 @@ def test_check_split_refuses_what_the_data_cannot_satisfy():
 
     check_split(_cfg(subset=200, val_size=64, eval_samples=64))
     with pytest.raises(ValueError, match=re.escape("eval_samples 65 is larger than the validation split (64 images). "
-                                                   "Hint: lower --eval-samples, or raise --val-size / --subset")):
+                                                   "Hint: lower --samples, or raise --val-size / --subset")):
         check_split(_cfg(subset=200, val_size=64, eval_samples=65))
     big_finetune = dataclasses.replace(_cfg().finetune, batch_size=160)
     with pytest.raises(ValueError, match=re.escape("the search's finetune recipe cannot train on its 136 training "

@@ -190,7 +190,7 @@ def test_a_changed_best_is_reported(tmp_path, reference, caplog):
 # ----------------------------------------------------------------------------- the acceptance test
 
 EPOCHS = 10
-CLI = [sys.executable, "-m", "robnet.cli.app", "train", "--model", "robnet_large", "--C", "4", "--layers", "3",
+CLI = [sys.executable, "-m", "robnet.cli", "train", "--model", "robnet_large", "--C", "4", "--layers", "3",
        "--data", "digits", "--subset", "96", "--batch-size", "32", "--epochs", str(EPOCHS), "--warmup-epochs", "1",
        "--attack-steps", "2", "--val-size", "32", "--val-attack-steps", "2", "--eps", "0.1", "--step-size", "0.05",
        "--lr", "0.05", "--seed", "3", "--quiet"]

