@@ -1,16 +1,31 @@
 """Attacks in [0, 1] pixel space and robust evaluation.
 
 * Stateless attack functions ``attack(model, x, y, *, settings) -> x_adv``: :func:`fgsm`,
-  :func:`pgd` (L-inf), :func:`pgd_l2`, :func:`mifgsm`, :func:`deepfool`.
-* The attack-spec language both command-line tools share (``pgd20:eps=4/255``):
-  :class:`AttackConfig`, :func:`parse_attack`, :func:`make_attack` (:mod:`~robnet.attacks.spec`).
+  :func:`pgd` (L-inf), :func:`pgd_l2`, :func:`mifgsm`, :func:`deepfool`, and AutoAttack's parts
+  :func:`apgd` (APGD-CE / APGD-T), :func:`fab_t`, :func:`square`.
+* :func:`autoattack` (Croce & Hein 2020): the worst-case batch of APGD-CE, APGD-T, FAB-T and
+  Square; :func:`autoattack_result` keeps the per-attack breakdown (:class:`AutoAttackResult`).
+* The attack-spec language both command-line tools share (``pgd20:eps=4/255``, ``autoattack``):
+  :class:`AttackConfig`, :func:`parse_attack`, :func:`normalize_spec`, :func:`make_attack`
+  (:mod:`~robnet.attacks.spec`).
 * :func:`evaluate`: the paper's Table 1 row for any model, with gradient-masking checks
-  (:mod:`~robnet.attacks.evaluation`).
+  (:func:`gradient_masking_report`) (:mod:`~robnet.attacks.evaluation`).
 
 Settings, threat model and decisions: docs/design.md §3.
 """
 
-from .evaluation import AttackResult, EvalReport, evaluate, gradient_masking_checks, wilson_interval
+from .apgd import apgd
+from .autoattack import AUTOATTACK_ATTACKS, AutoAttackResult, autoattack, autoattack_result
+from .evaluation import (
+    AttackResult,
+    EvalReport,
+    MaskingReport,
+    evaluate,
+    gradient_masking_checks,
+    gradient_masking_report,
+    wilson_interval,
+)
+from .fab import fab_t
 from .gradient import AttackFn, deepfool, fgsm, mifgsm, no_attack, pgd, pgd_l2
 from .spec import (
     ATTACK_NAMES,
@@ -18,13 +33,18 @@ from .spec import (
     attack_record,
     format_attack,
     make_attack,
+    make_autoattack,
+    normalize_spec,
     parse_attack,
     parse_attack_list,
     parse_fraction,
 )
+from .square import square
 
 __all__ = [
-    "ATTACK_NAMES", "AttackConfig", "AttackFn", "AttackResult", "EvalReport", "attack_record", "deepfool",
-    "evaluate", "fgsm", "format_attack", "gradient_masking_checks", "make_attack", "mifgsm", "no_attack",
-    "parse_attack", "parse_attack_list", "parse_fraction", "pgd", "pgd_l2", "wilson_interval",
+    "ATTACK_NAMES", "AUTOATTACK_ATTACKS", "AttackConfig", "AttackFn", "AttackResult", "AutoAttackResult",
+    "EvalReport", "MaskingReport", "apgd", "attack_record", "autoattack", "autoattack_result", "deepfool",
+    "evaluate", "fab_t", "fgsm", "format_attack", "gradient_masking_checks", "gradient_masking_report",
+    "make_attack", "make_autoattack", "mifgsm", "no_attack", "normalize_spec", "parse_attack", "parse_attack_list",
+    "parse_fraction", "pgd", "pgd_l2", "square", "wilson_interval",
 ]

@@ -10,12 +10,13 @@ Refused before any attack (one-line ``ValueError``): a model with NaN/inf weight
 input channels or number of outputs do not fit the data (:func:`check_model_data`), an empty
 dataset or attack list. Attacks run in float32 unless ``amp=True`` (bf16 autocast), which is
 recorded and warned about: bf16 during the attack raised PGD-20 accuracy by 4-5 points on a
-small digits model and made PGD-20 weaker than FGSM (SPEC §3).
+small digits model and made PGD-20 weaker than FGSM (docs/design.md §3).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import time
@@ -27,8 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robnet.attacks.autoattack import AUTOATTACK_ATTACKS
 from robnet.attacks.gradient import fgsm, pgd
-from robnet.attacks.spec import AttackConfig, attack_record, make_attack
+from robnet.attacks.spec import AttackConfig, attack_record, make_attack, make_autoattack
+from robnet.attacks.square import square
 from robnet.data.datasets import ArrayDataset
 from robnet.data.loader import DeviceLoader, make_loader
 from robnet.io.results import provenance
@@ -49,7 +52,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 AMP_WARNING = ("attacks ran under bf16 autocast (amp): bf16 can mask gradients and overstate robust accuracy "
-               "(SPEC §3); report numbers from a float32 run (without --amp)")
+               "(docs/design.md §3); report numbers from a float32 run (without --amp)")
 
 
 def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -67,7 +70,10 @@ def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float
 class AttackResult:
     """One column of the table: an attack's correct count over ``n`` samples.
 
-    ``config`` is the attack as recorded (:func:`robnet.attacks.spec.attack_record`).
+    ``config`` is the attack as recorded (:func:`robnet.attacks.spec.attack_record`). For
+    AutoAttack, ``breakdown`` holds the correct counts before any attack ("clean") and after each
+    of its attacks (cumulative, in order), and ``breakdown_seconds`` their times; ``None`` for the
+    other attacks and for transfer evaluations (where AutoAttack's own flags describe the source).
     """
 
     name: str
@@ -75,6 +81,8 @@ class AttackResult:
     correct: int
     n: int
     seconds: float
+    breakdown: dict[str, int] | None = None
+    breakdown_seconds: dict[str, float] | None = None
 
     @property
     def accuracy(self) -> float:
@@ -92,7 +100,23 @@ class AttackResult:
             out["accuracy"], out["ci95"] = self.accuracy, list(self.ci95)
         else:
             out["accuracy_missing"] = "no samples were evaluated"
+        if self.breakdown is not None:
+            out["autoattack"] = self._breakdown_dict()
         return out
+
+    def _breakdown_dict(self) -> dict[str, Any]:
+        """AutoAttack's stages: correct count, accuracy and interval after each, and what each fooled."""
+        stages, before = [], None
+        times = self.breakdown_seconds or {}
+        for stage, correct in (self.breakdown or {}).items():
+            row: dict[str, Any] = {"after": stage, "correct": correct, "accuracy": None, "ci95": None}
+            if self.n:
+                row["accuracy"], row["ci95"] = correct / self.n, list(wilson_interval(correct, self.n))
+            if before is not None:
+                row["fooled"], row["seconds"] = before - correct, times.get(stage, 0.0)
+            stages.append(row)
+            before = correct
+        return {"n": self.n, "stages": stages, "robust": before}
 
 
 @dataclass
@@ -124,7 +148,11 @@ class EvalReport:
                 "masking_checks": self.masking, "warnings": self.warnings, **self.extra}
 
     def table(self) -> str:
-        """A Table-1 style row: one column per attack, accuracy in percent with its 95% interval."""
+        """A Table-1 style row: one column per attack, accuracy in percent with its 95% interval.
+
+        Each AutoAttack result adds a line with its breakdown: accuracy (%) before any attack
+        and after each of its attacks.
+        """
         names = [r.name for r in self.results]
         widths = [max(len(n), 19) for n in names]
         head = "  ".join(n.rjust(w) for n, w in zip(names, widths, strict=True))
@@ -132,7 +160,12 @@ class EvalReport:
         for r, w in zip(self.results, widths, strict=True):
             lo, hi = r.ci95
             cells.append(f"{100 * r.accuracy:6.2f} [{100 * lo:5.1f},{100 * hi:5.1f}]".rjust(w))
-        return head + "\n" + "  ".join(cells)
+        lines = [head, "  ".join(cells)]
+        for r in self.results:
+            if r.breakdown is not None and r.n:
+                steps = " -> ".join(f"{stage} {100 * c / r.n:.2f}" for stage, c in r.breakdown.items())
+                lines.append(f"{r.name} breakdown (accuracy %): {steps}")
+        return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- checks before compute
@@ -156,6 +189,36 @@ def check_finite_weights(model: nn.Module, *, what: str = "model") -> None:
     if bad:
         raise ValueError(f"{what} has non-finite weights: {len(bad)} of {len(named)} tensors hold NaN or inf "
                          f"(first: {bad[0]}). Hint: the checkpoint comes from a diverged run; use an earlier one")
+
+
+def _first_images(data: Any, k: int, device: torch.device) -> torch.Tensor:
+    """The first ``k`` images of ``data`` as a float batch in [0, 1] on ``device``."""
+    images = [data[i][0] for i in range(k)]
+    x = torch.stack([im if isinstance(im, torch.Tensor) else torch.as_tensor(im) for im in images]).to(device)
+    return x.float().div(255.0) if not x.is_floating_point() else x
+
+
+def check_finite_outputs(model: nn.Module, data: Any, *, n: int = 128, what: str = "model") -> None:
+    """Refuse a model whose logits on the first ``n`` samples hold NaN or inf (one forward, eval mode).
+
+    Finite weights can still overflow (an inf scale, a huge activation): accuracies computed on
+    such logits, and the attacks' gradients, mean nothing. Every rank checks the same samples,
+    so under DDP all ranks refuse together.
+
+    Raises:
+        ValueError: one line naming how many of the samples have non-finite logits.
+    """
+    k = min(n, len(data))
+    if k == 0:
+        return
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    with torch.no_grad(), eval_mode(model):
+        out = model(_first_images(data, k, device))
+    bad = int((~torch.isfinite(out.float()).all(1)).sum())
+    if bad:
+        raise ValueError(f"{what} produces non-finite outputs: {bad} of the first {k} samples have NaN or inf logits, "
+                         "so its accuracies and attack gradients would mean nothing. Hint: the model overflows "
+                         "(a diverged checkpoint, an inf scale); check it on clean data first")
 
 
 def _dataset_attr(data: Any, name: str) -> Any:
@@ -233,53 +296,155 @@ def masking_settings(attacks: Sequence[AttackConfig]) -> tuple[float, float] | N
 
 # ----------------------------------------------------------------------------- masking checks
 
+# The masking checks' own budgets: cheap enough for the first batch of every evaluation.
+MASKING_PGD_STEPS = (1, 5, 20)
+# Square's budget there: weak on purpose, so that it beating PGD-20 is a strong signal (with 500 queries it already
+# came within 2 of 128 samples of PGD-20 on a healthy adversarially trained digits CNN at eps 0.1; with 100, 14
+# samples above), and cheap: a query is one forward of the batch.
+MASKING_SQUARE_QUERIES = 100
+# PGD at the large radius: its steps (of 2.5 r / steps, Madry et al.'s rule).
+MASKING_LARGE_EPS_STEPS = 10
+# The radius at which every image can reach the uniform grey image: an attack that works leaves nothing standing.
+MASKING_LARGE_EPS = 0.5
 
-def gradient_masking_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float | None = 8 / 255,
-                            step_size: float = 2 / 255, generator: torch.Generator | None = None) -> list[str]:
-    """Cheap signs of gradient masking on one batch; returns human-readable warnings (empty: none seen).
 
-    Checks: (0) non-finite logits (then the other checks are meaningless and skipped);
-    (1) outputs that look like probabilities (softmax inside the model flattens the
-    cross-entropy gradient); (2) input gradients that are exactly zero; with ``eps`` (the radius
-    of the attacks being evaluated; ``None`` skips these): (3) PGD weaker than FGSM; (4) accuracy
-    that does not decrease as PGD runs more steps.
+@dataclass
+class MaskingReport:
+    """The gradient-masking checks on one batch: each check's numbers and verdict, and the warnings.
+
+    ``checks`` maps a check's name to a JSON-ready dict with a ``"verdict"`` ("pass", "flag" or
+    "skipped", then with a ``"reason"``) and the numbers behind it; ``warnings`` holds one
+    human-readable line per flag.
     """
-    warnings: list[str] = []
+
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def add(self, name: str, flagged: bool, message: str, **numbers: Any) -> None:
+        self.checks[name] = {"verdict": "flag" if flagged else "pass", **numbers}
+        if flagged:
+            self.warnings.append(message)
+
+    def skip(self, names: Iterable[str], reason: str) -> None:
+        for name in names:
+            self.checks[name] = {"verdict": "skipped", "reason": reason}
+
+
+_ATTACK_CHECKS = ("pgd_beats_fgsm", "pgd_steps_monotone", "square_vs_white_box", "large_eps")
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+def _output_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, report: MaskingReport) -> bool:
+    """Checks that need no attack: finite logits, logits rather than probabilities, non-zero
+    input gradients. Returns False when the logits are not finite (nothing else is meaningful)."""
     with torch.no_grad():
         out = model(x).float()
     bad = int((~torch.isfinite(out).all(1)).sum())
+    report.add("finite_logits", bad > 0, f"{bad} of {len(x)} samples have non-finite logits (NaN or inf): gradients "
+               "are meaningless there, a gradient-masking signature; accuracies on this model are not valid",
+               nonfinite=bad, n=len(x))
     if bad:
-        return [f"{bad} of {len(x)} samples have non-finite logits (NaN or inf): gradients are meaningless there, "
-                "a gradient-masking signature; accuracies on this model are not valid"]
-    if bool((out >= 0).all()) and torch.allclose(out.sum(1), torch.ones_like(out[:, 0]), atol=1e-3):
-        warnings.append("model outputs look like probabilities (non-negative, rows sum to 1): attacks on a softmax "
-                        "output get vanishing gradients and overestimate robustness; return logits instead")
+        report.skip(["logits_not_probabilities", "nonzero_gradients", *_ATTACK_CHECKS], "non-finite logits")
+        return False
+    probs = bool((out >= 0).all()) and torch.allclose(out.sum(1), torch.ones_like(out[:, 0]), atol=1e-3)
+    report.add("logits_not_probabilities", probs, "model outputs look like probabilities (non-negative, rows sum "
+               "to 1): attacks on a softmax output get vanishing gradients and overestimate robustness; return "
+               "logits instead", rows_look_like_probabilities=probs)
     x_req = x.detach().clone().requires_grad_(True)
     loss = F.cross_entropy(model(x_req).float(), y, reduction="sum")
     (grad,) = torch.autograd.grad(loss, x_req)
     zero = int((grad.flatten(1).abs().amax(1) == 0).sum())
-    if zero:
-        warnings.append(f"{zero} of {len(x)} samples have an exactly zero input gradient: the loss surface is flat "
-                        "there (saturated outputs, non-differentiable layers?); gradient attacks cannot move them")
+    report.add("nonzero_gradients", zero > 0, f"{zero} of {len(x)} samples have an exactly zero input gradient: the "
+               "loss surface is flat there (saturated outputs, non-differentiable layers?); gradient attacks cannot "
+               "move them", zero=zero, n=len(x))
+    return True
+
+
+def _pgd_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step_size: float,
+                generator: torch.Generator | None, report: MaskingReport, slack: float) -> float:
+    """PGD stronger than FGSM, and not weaker with more steps; returns PGD-20's accuracy."""
+    a_fgsm = _accuracy(model, fgsm(model, x, y, eps=eps), y)
+    accs = [_accuracy(model, pgd(model, x, y, eps=eps, step_size=step_size, steps=s, random_start=True,
+                                 generator=generator), y) for s in MASKING_PGD_STEPS]
+    report.add("pgd_beats_fgsm", accs[-1] > a_fgsm + slack,
+               f"PGD-20 is weaker than FGSM on the first batch ({accs[-1]:.3f} vs {a_fgsm:.3f}, eps {eps:.4g}): a "
+               "sign of gradient masking; try more restarts or a black-box attack",
+               fgsm=a_fgsm, pgd20=accs[-1], slack=slack)
+    rises = any(b > a + slack for a, b in itertools.pairwise(accs))
+    report.add("pgd_steps_monotone", rises, f"accuracy does not decrease with PGD steps (1/5/20 steps: "
+               f"{accs[0]:.3f}/{accs[1]:.3f}/{accs[2]:.3f}, eps {eps:.4g}): a sign of gradient masking",
+               steps=list(MASKING_PGD_STEPS), accuracy=accs, slack=slack)
+    return accs[-1]
+
+
+def _black_box_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, white_box: float,
+                      generator: torch.Generator | None, report: MaskingReport, slack: float,
+                      queries: int) -> None:
+    """Square (black-box) not stronger than PGD-20 (white-box); accuracy falls to 0 as eps grows."""
+    if queries > 0:
+        a_sq = _accuracy(model, square(model, x, y, eps=eps, queries=queries, generator=generator), y)
+        report.add("square_vs_white_box", a_sq < white_box - slack,
+                   f"the black-box Square attack ({queries} queries) beats white-box PGD-20 on the first batch "
+                   f"({a_sq:.3f} vs {white_box:.3f}, eps {eps:.4g}): the gradients mislead PGD, a sign of gradient "
+                   "masking; report AutoAttack (--attacks autoattack)", square=a_sq, white_box=white_box,
+                   queries=queries, slack=slack)
+    else:
+        report.skip(["square_vs_white_box"], "square_queries=0")
+    big = max(eps, MASKING_LARGE_EPS)
+    steps = MASKING_LARGE_EPS_STEPS
+    a_big = _accuracy(model, pgd(model, x, y, eps=big, step_size=2.5 * big / steps, steps=steps, generator=generator),
+                      y)
+    stuck = a_big > slack or a_big > white_box + slack
+    report.add("large_eps", stuck, f"PGD accuracy does not fall to 0 as eps grows (PGD-20: {white_box:.3f} at eps "
+               f"{eps:.4g}; PGD-{steps}: {a_big:.3f} at eps {big:.4g}); at eps {MASKING_LARGE_EPS} every image can be "
+               "turned grey, so a working attack leaves nothing standing: a sign of gradient masking",
+               eps=[eps, big], steps=[MASKING_PGD_STEPS[-1], steps], accuracy=[white_box, a_big], slack=slack)
+
+
+def gradient_masking_report(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float | None = 8 / 255,
+                            step_size: float = 2 / 255, generator: torch.Generator | None = None,
+                            square_queries: int = MASKING_SQUARE_QUERIES) -> MaskingReport:
+    """Cheap signs of gradient masking on one batch (Athalye et al. 2018; Croce & Hein 2020), with their numbers.
+
+    Checks (``slack``: one or two samples, ``1.5 / len(x)``; the thresholds are fixed here, not
+    tuned on results):
+
+    - ``finite_logits``: NaN/inf logits flag, and every other check is skipped;
+    - ``logits_not_probabilities``: non-negative rows summing to 1 (a softmax inside the model);
+    - ``nonzero_gradients``: samples whose CE input gradient is exactly zero;
+    - with ``eps`` (the L-inf radius of the attacks evaluated; ``None`` skips these):
+      ``pgd_beats_fgsm`` (PGD-20 accuracy above FGSM's + slack flags), ``pgd_steps_monotone``
+      (PGD-1/5/20: accuracy rising with the steps by more than slack flags),
+      ``square_vs_white_box`` (black-box Square with ``square_queries`` queries below PGD-20's
+      accuracy by more than slack flags: a gradient-free attack should not beat the gradient
+      one), ``large_eps`` (PGD-10 at eps 0.5, step 2.5 * 0.5 / 10, where every image can reach
+      the grey image: accuracy above slack, or above PGD-20's at eps + slack, flags).
+
+    Returns:
+        A :class:`MaskingReport` (checks with numbers and verdicts, and the warnings).
+    """
+    report = MaskingReport()
+    if not _output_checks(model, x, y, report):
+        return report
     if eps is None:
-        return warnings
+        report.skip(_ATTACK_CHECKS, "no L-inf attack with a finite positive radius is evaluated")
+        return report
+    slack = 1.5 / len(x)
+    white_box = _pgd_checks(model, x, y, eps, step_size, generator, report, slack)
+    _black_box_checks(model, x, y, eps, white_box, generator, report, slack, square_queries)
+    return report
 
-    def acc(xa: torch.Tensor) -> float:
-        with torch.no_grad():
-            return float((model(xa).argmax(1) == y).float().mean())
 
-    a_fgsm = acc(fgsm(model, x, y, eps=eps))
-    steps_acc = [acc(pgd(model, x, y, eps=eps, step_size=step_size, steps=s, random_start=True,
-                         generator=generator)) for s in (1, 5, 20)]
-    slack = 1.5 / len(x)  # one or two samples of noise
-    if steps_acc[-1] > a_fgsm + slack:
-        warnings.append(f"PGD-20 is weaker than FGSM on the first batch ({steps_acc[-1]:.3f} vs {a_fgsm:.3f}, "
-                        f"eps {eps:.4g}): a sign of gradient masking; try more restarts or a black-box attack")
-    if steps_acc[1] > steps_acc[0] + slack or steps_acc[2] > steps_acc[1] + slack:
-        warnings.append(f"accuracy does not decrease with PGD steps (1/5/20 steps: "
-                        f"{steps_acc[0]:.3f}/{steps_acc[1]:.3f}/{steps_acc[2]:.3f}, eps {eps:.4g}): "
-                        "a sign of gradient masking")
-    return warnings
+def gradient_masking_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float | None = 8 / 255,
+                            step_size: float = 2 / 255, generator: torch.Generator | None = None,
+                            square_queries: int = MASKING_SQUARE_QUERIES) -> list[str]:
+    """The warnings of :func:`gradient_masking_report` (empty: no sign of masking seen)."""
+    return gradient_masking_report(model, x, y, eps=eps, step_size=step_size, generator=generator,
+                                   square_queries=square_queries).warnings
 
 
 # A stronger attack may lose to a weaker one by a few samples by chance (random starts, weak models);
@@ -290,7 +455,9 @@ CONSISTENCY_MARGIN = 0.01
 def _consistency_warnings(results: Sequence[AttackResult]) -> list[str]:
     acc = {r.name: r.accuracy for r in results}
     out = []
-    for strong, weak in (("pgd20", "fgsm"), ("pgd100", "fgsm"), ("pgd100", "pgd20")):
+    pairs = (("pgd20", "fgsm"), ("pgd100", "fgsm"), ("pgd100", "pgd20"), ("autoattack", "fgsm"),
+             ("autoattack", "pgd20"), ("autoattack", "pgd100"))
+    for strong, weak in pairs:
         if strong in acc and weak in acc and acc[strong] > acc[weak] + CONSISTENCY_MARGIN:
             out.append(f"{strong} accuracy ({acc[strong]:.4f}) is more than {CONSISTENCY_MARGIN:.0%} above {weak} "
                        f"({acc[weak]:.4f}): the stronger attack did worse, a sign of gradient masking")
@@ -344,53 +511,96 @@ def evaluate(model: nn.Module, data: ArrayDataset | torch.utils.data.Dataset[Any
         data: the evaluation split: an in-memory :class:`ArrayDataset` (any number of DDP
             processes) or a streamed folder dataset (one process; ``num_workers`` decode it).
         attacks: (name, config) pairs, e.g. from :func:`robnet.attacks.spec.parse_attack_list`; a
-            config named "none" measures clean accuracy.
+            config named "none" measures clean accuracy, one named "autoattack" also records
+            AutoAttack's per-attack breakdown (:class:`AttackResult`).
         batch_size: per-process batch.
         device: where to run (default: the model's device).
         seed: seeds the attacks' random starts (per rank and batch, recorded).
         source: transfer (black-box) setting: craft the examples on ``source``, score ``model``.
         transfer_from: a label for ``source`` recorded in the report.
         amp: bf16 autocast during attacks and scoring (default off; recorded and warned about).
-        masking_checks: run the gradient-masking checks on the first batch, at the radius of the
-            L-inf attacks in ``attacks`` (:func:`masking_settings`).
+        masking_checks: run the gradient-masking checks (:func:`gradient_masking_report`) on the
+            first batch (at most 128 images), at the radius of the L-inf attacks in ``attacks``
+            (:func:`masking_settings`); their numbers and verdicts go into ``masking``.
         progress: tqdm bar (rank 0, TTY only).
         num_workers: image-decoding workers for streamed folder sets.
         allow_more_classes: accept a model with more outputs than the data's classes.
 
     Raises:
-        ValueError: no attacks, an empty dataset, non-finite weights, a model (or source) that
-            does not fit the data (:func:`check_model_data`).
+        ValueError: no attacks, an empty dataset, non-finite weights, non-finite logits on the
+            first samples, a model (or source) that does not fit the data (:func:`check_model_data`).
     """
     _check_attacks(attacks, batch_size)
     dev = torch.device(device) if device is not None else next(model.parameters()).device
-    check_finite_weights(model)
-    check_model_data(model, data, allow_more_classes=allow_more_classes)
-    if source is not None:
-        check_finite_weights(source, what="transfer source")
-        check_model_data(source, data, allow_more_classes=allow_more_classes, what="transfer source")
+    for net, what in ((model, "model"), (source, "transfer source")):
+        if net is not None:
+            check_finite_weights(net, what=what)
+            check_model_data(net, data, allow_more_classes=allow_more_classes, what=what)
+            check_finite_outputs(net, data, what=what)
     mask = masking_settings([cfg for _, cfg in attacks])
     warnings = [AMP_WARNING] if amp else []
     if amp:
         log.warning("%s", AMP_WARNING)
     checks = masking_checks and source is None
-    counts, n, seconds, found = _run(model, data, attacks, dev=dev, seed=seed, source=source, amp=amp,
-                                     checks=checks, mask=mask, progress=progress, batch_size=batch_size,
-                                     num_workers=num_workers)
-    warnings += found
-    results = [AttackResult(name=name, config=attack_record(cfg), correct=c, n=n, seconds=s)
-               for (name, cfg), c, s in zip(attacks, counts, seconds, strict=True)]
+    run = _run(model, data, attacks, dev=dev, seed=seed, source=source, amp=amp, checks=checks, mask=mask,
+               progress=progress, batch_size=batch_size, num_workers=num_workers)
+    warnings += run.warnings
+    results = [AttackResult(name=name, config=attack_record(cfg), correct=c, n=run.n, seconds=s, breakdown=b,
+                            breakdown_seconds=bs)
+               for (name, cfg), c, s, b, bs in zip(attacks, run.correct, run.seconds, run.breakdown,
+                                                   run.breakdown_seconds, strict=True)]
     warnings += _consistency_warnings(results)
     settings = {"attacks": [name for name, _ in attacks], "batch_size": batch_size, "amp": amp,
                 "masking_checks": masking_checks, "allow_more_classes": allow_more_classes,
                 "transfer_from": transfer_from}
-    masking = {"ran": checks, "eps": mask[0] if mask else None, "step_size": mask[1] if mask else None}
-    return EvalReport(results=results, warnings=warnings, n=n, seed=seed, device=str(dev),
+    masking: dict[str, Any] = {"ran": checks, "eps": mask[0] if mask else None, "step_size": mask[1] if mask else None}
+    if run.masking is not None:
+        masking.update(first_batch=run.masking_n, square_queries=MASKING_SQUARE_QUERIES, checks=run.masking.checks)
+    return EvalReport(results=results, warnings=warnings, n=run.n, seed=seed, device=str(dev),
                       transfer_from=transfer_from, amp=amp, masking=masking, settings=settings)
+
+
+@dataclass
+class _RunResult:
+    """What the evaluation loop found: counts summed over ranks, times, breakdowns, masking checks."""
+
+    correct: list[int]
+    n: int
+    seconds: list[float]
+    breakdown: list[dict[str, int] | None]
+    breakdown_seconds: list[dict[str, float] | None]
+    warnings: list[str]
+    masking: MaskingReport | None = None
+    masking_n: int = 0
+
+
+_Scorer = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None, list[float]]]
+
+
+def _scorer(cfg: AttackConfig, gen: torch.Generator, white_box: bool) -> _Scorer:
+    """``(attacker, x, y) -> (x_eval, breakdown counts or None, breakdown seconds)`` for one attack.
+
+    White-box AutoAttack reports its stages: correct counts (clean, then after each attack) on
+    the device, without a host sync.
+    """
+    if cfg.name == "autoattack" and white_box:
+        runner = make_autoattack(cfg, generator=gen)
+
+        def auto(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+            res = runner(m, x, y)
+            counts = torch.stack([res.clean, *res.robust.values()]).sum(dim=1)
+            return res.x_adv, counts, list(res.seconds.values())
+        return auto
+    fn = None if cfg.name == "none" else make_attack(cfg, generator=gen)
+
+    def plain(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, None, list[float]]:
+        return (x if fn is None else fn(m, x, y)), None, []
+    return plain
 
 
 def _run(model: nn.Module, data: Any, attacks: Sequence[tuple[str, AttackConfig]], *, dev: torch.device, seed: int,
          source: nn.Module | None, amp: bool, checks: bool, mask: tuple[float, float] | None, progress: bool,
-         batch_size: int, num_workers: int) -> tuple[list[int], int, list[float], list[str]]:
+         batch_size: int, num_workers: int) -> _RunResult:
     """The evaluation loop: correct counts per attack (summed over ranks), n, seconds, warnings.
 
     ``checks``: run the masking checks on the first batch, at ``mask`` = (eps, step) (``None``:
@@ -403,13 +613,9 @@ def _run(model: nn.Module, data: Any, attacks: Sequence[tuple[str, AttackConfig]
     attacker = source if source is not None else model
     gen = torch.Generator(device=dev)
     gen.manual_seed(seed * 1_000_003 + rank)
-    fns: list[Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None] = [
-        None if cfg.name == "none" else make_attack(cfg, generator=gen) for _, cfg in attacks]
-    correct = torch.zeros(len(attacks), dtype=torch.long, device=dev)
-    nonfinite = torch.zeros((), dtype=torch.long, device=dev)  # rows with NaN/inf logits, any attack
-    n = torch.zeros((), dtype=torch.long, device=dev)
-    seconds = [0.0] * len(attacks)
-    warnings: list[str] = []
+    scorers = [_scorer(cfg, gen, white_box=source is None) for _, cfg in attacks]
+    tally = _Tally(attacks, dev, white_box=source is None)
+    out = _RunResult(correct=[], n=0, seconds=[0.0] * len(attacks), breakdown=[], breakdown_seconds=[], warnings=[])
     autocast = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if amp else contextlib.nullcontext
     with contextlib.ExitStack() as stack:
         stack.enter_context(eval_mode(model))
@@ -420,28 +626,69 @@ def _run(model: nn.Module, data: Any, attacks: Sequence[tuple[str, AttackConfig]
                    disable=True if not progress or rank else None)
         for i, (x, y) in enumerate(bar):
             if i == 0 and checks and rank == 0:
-                k = min(len(x), 128)
-                eps, step = mask if mask is not None else (None, 0.0)
-                warnings += gradient_masking_checks(model, x[:k], y[:k], eps=eps, step_size=step, generator=gen)
-                for w in warnings:
-                    log.warning("gradient masking check: %s", w)
-            for j, fn in enumerate(fns):
+                _first_batch_checks(model, x, y, mask, gen, out)
+            for j, score in enumerate(scorers):
                 t0 = time.perf_counter()
                 with autocast():
-                    x_eval = x if fn is None else fn(attacker, x, y)
+                    x_eval, stages, stage_seconds = score(attacker, x, y)
                     with torch.no_grad():
                         logits = model(x_eval)
-                correct[j] += (logits.argmax(1) == y).sum()
-                nonfinite += (~torch.isfinite(logits).all(1)).sum()
+                tally.add(j, logits, y, stages, stage_seconds)
                 if dev.type == "cuda":
                     torch.cuda.synchronize(dev)
-                seconds[j] += time.perf_counter() - t0
-            n += y.numel()
-    for t in (correct, n, nonfinite):
-        all_reduce_(t)
-    if int(n) == 0:
-        raise ValueError("no samples were evaluated: the dataset is empty. Hint: check --subset and --split")
-    if int(nonfinite):
-        warnings.append(f"{int(nonfinite)} of {int(n) * len(attacks)} scored rows had non-finite logits (NaN or inf): "
-                        "the model overflows; these accuracies are not valid")
-    return correct.tolist(), int(n), seconds, warnings
+                out.seconds[j] += time.perf_counter() - t0
+            tally.n += y.numel()
+    tally.finish(out, n_scored=len(attacks))
+    return out
+
+
+def _first_batch_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: tuple[float, float] | None,
+                        gen: torch.Generator, out: _RunResult) -> None:
+    """The masking checks on the first batch (at most 128 images); warnings are logged and kept."""
+    k = min(len(x), 128)
+    eps, step = mask if mask is not None else (None, 0.0)
+    out.masking = gradient_masking_report(model, x[:k], y[:k], eps=eps, step_size=step, generator=gen)
+    out.masking_n = k
+    out.warnings += out.masking.warnings
+    for w in out.masking.warnings:
+        log.warning("gradient masking check: %s", w)
+
+
+class _Tally:
+    """Device-side counters of the evaluation loop, summed over ranks at the end."""
+
+    def __init__(self, attacks: Sequence[tuple[str, AttackConfig]], dev: torch.device, white_box: bool) -> None:
+        self.correct = torch.zeros(len(attacks), dtype=torch.long, device=dev)
+        self.nonfinite = torch.zeros((), dtype=torch.long, device=dev)  # rows with NaN/inf logits, any attack
+        self.n = torch.zeros((), dtype=torch.long, device=dev)
+        # AutoAttack's stage counts (clean, then after each attack), allocated from the configs, so that
+        # every rank all-reduces the same tensors even if it saw no batch.
+        self.stages = [torch.zeros(len(AUTOATTACK_ATTACKS) + 1, dtype=torch.long, device=dev)
+                       if cfg.name == "autoattack" and white_box else None for _, cfg in attacks]
+        self.stage_seconds = [[0.0] * len(AUTOATTACK_ATTACKS) for _ in attacks]
+
+    def add(self, j: int, logits: torch.Tensor, y: torch.Tensor, stages: torch.Tensor | None,
+            stage_seconds: list[float]) -> None:
+        self.correct[j] += (logits.argmax(1) == y).sum()
+        self.nonfinite += (~torch.isfinite(logits).all(1)).sum()
+        kept = self.stages[j]
+        if stages is not None and kept is not None:
+            kept += stages
+            self.stage_seconds[j] = [a + b for a, b in zip(self.stage_seconds[j], stage_seconds, strict=True)]
+
+    def finish(self, out: _RunResult, *, n_scored: int) -> None:
+        """Sum over ranks and fill ``out``; refuse an empty evaluation, warn about non-finite logits."""
+        stages = self.stages
+        for t in (self.correct, self.n, self.nonfinite, *[s for s in stages if s is not None]):
+            all_reduce_(t)
+        n = int(self.n)
+        if n == 0:
+            raise ValueError("no samples were evaluated: the dataset is empty. Hint: check --subset and --split")
+        if int(self.nonfinite):
+            out.warnings.append(f"{int(self.nonfinite)} of {n * n_scored} scored rows had non-finite logits (NaN or "
+                                "inf): the model overflows; these accuracies are not valid")
+        names = ["clean", *AUTOATTACK_ATTACKS]
+        out.correct, out.n = self.correct.tolist(), n
+        out.breakdown = [None if s is None else dict(zip(names, s.tolist(), strict=True)) for s in stages]
+        out.breakdown_seconds = [None if s is None else dict(zip(AUTOATTACK_ATTACKS, secs, strict=True))
+                                 for s, secs in zip(stages, self.stage_seconds, strict=True)]

@@ -1,13 +1,17 @@
-"""The attack language both CLIs share: ``pgd20``, ``pgd20:eps=4/255,step_size=1/255``, ``fgsm``, ``none``.
+"""The attack language both CLIs share: ``pgd20``, ``pgd20:eps=4/255,step_size=1/255``, ``autoattack``, ``none``.
 
-A spec string names an attack with the paper's settings (SPEC §3) and optionally overrides any
-:class:`AttackConfig` field after a colon. :func:`parse_attack` turns a spec into a frozen
-config, :func:`format_attack` turns a config back into its shortest spec
-(``parse_attack(format_attack(c)) == c``), :func:`make_attack` binds a config to its attack
-function through a name -> binder table, and :func:`attack_record` is the one schema in which
-``robnet eval`` and ``fspkit score`` record an attack (``asdict(config)`` plus its spec).
+A spec string names an attack with the paper's settings (docs/design.md §3) and optionally
+overrides any :class:`AttackConfig` field after a colon, each at most once. :func:`parse_attack`
+turns a spec into a frozen config, :func:`format_attack` turns a config back into its shortest
+spec (``parse_attack(format_attack(c)) == c``), :func:`normalize_spec` gives the one normal form
+of a spec (two specs that say the same thing normalize to the same string),
+:func:`make_attack` binds a config to its attack function through a name -> binder table, and
+:func:`attack_record` is the one schema in which ``robnet eval`` and ``fspkit score`` record an
+attack (``asdict(config)`` plus its spec).
 
-The attack functions themselves live in :mod:`robnet.attacks.gradient`.
+The attack functions themselves live in :mod:`robnet.attacks.gradient` (FGSM, PGD, MI-FGSM,
+DeepFool), :mod:`~robnet.attacks.apgd`, :mod:`~robnet.attacks.fab`, :mod:`~robnet.attacks.square`
+and :mod:`~robnet.attacks.autoattack`.
 """
 
 from __future__ import annotations
@@ -23,7 +27,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from robnet.attacks.apgd import APGD_LOSSES, NORMS, apgd
+from robnet.attacks.autoattack import AutoAttackResult, autoattack_result
+from robnet.attacks.fab import fab_t
 from robnet.attacks.gradient import AttackFn, deepfool, fgsm, mifgsm, no_attack, pgd, pgd_l2
+from robnet.attacks.square import square
 
 __all__ = [
     "ATTACK_NAMES",
@@ -31,6 +39,8 @@ __all__ = [
     "attack_record",
     "format_attack",
     "make_attack",
+    "make_autoattack",
+    "normalize_spec",
     "parse_attack",
     "parse_attack_list",
     "parse_fraction",
@@ -39,7 +49,11 @@ __all__ = [
 _NORMS = ("inf", "2")
 # Attacks whose radius is an L-inf distance in [0, 1] pixel units: a finite eps above 1 covers the
 # whole pixel range, which is never meant (a user typing 8 for 8/255).
-_LINF_NAMES = ("fgsm", "pgd", "mifgsm")
+_LINF_NAMES = ("fgsm", "pgd", "mifgsm", "square", "autoattack")
+# Attacks that need a finite radius (their steps or squares are sized by it).
+_FINITE_EPS_NAMES = ("pgd_l2", "apgd", "fab_t", "square", "autoattack")
+# The float fields, stored as float so that equal settings written as 1 or 1.0 record alike.
+_FLOAT_FIELDS = ("eps", "step_size", "decay", "overshoot", "p_init")
 
 
 # ----------------------------------------------------------------------------- binders
@@ -84,6 +98,34 @@ def _bind_deepfool(c: AttackConfig, generator: torch.Generator | None) -> Attack
     return run
 
 
+def _bind_apgd(c: AttackConfig, generator: torch.Generator | None) -> AttackFn:
+    def run(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        return apgd(model, x, y, eps=c.eps, norm=c.norm, loss=c.loss, steps=c.steps, restarts=c.restarts,
+                    n_target_classes=c.n_target_classes, generator=generator)
+    return run
+
+
+def _bind_fab_t(c: AttackConfig, generator: torch.Generator | None) -> AttackFn:
+    def run(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        return fab_t(model, x, y, eps=c.eps, norm=c.norm, steps=c.steps, restarts=c.restarts,
+                     n_target_classes=c.n_target_classes, generator=generator)
+    return run
+
+
+def _bind_square(c: AttackConfig, generator: torch.Generator | None) -> AttackFn:
+    def run(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        return square(model, x, y, eps=c.eps, norm=c.norm, queries=c.queries, p_init=c.p_init, generator=generator)
+    return run
+
+
+def _bind_autoattack(c: AttackConfig, generator: torch.Generator | None) -> AttackFn:
+    runner = make_autoattack(c, generator=generator)
+
+    def run(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        return runner(model, x, y).x_adv
+    return run
+
+
 # The one table from an attack name to its binder; ATTACK_NAMES and make_attack follow it.
 _BINDERS: dict[str, _Binder] = {
     "none": _bind_none,
@@ -92,6 +134,10 @@ _BINDERS: dict[str, _Binder] = {
     "pgd_l2": _bind_pgd_l2,
     "mifgsm": _bind_mifgsm,
     "deepfool": _bind_deepfool,
+    "apgd": _bind_apgd,
+    "fab_t": _bind_fab_t,
+    "square": _bind_square,
+    "autoattack": _bind_autoattack,
 }
 ATTACK_NAMES = tuple(_BINDERS)
 
@@ -121,21 +167,33 @@ class AttackConfig:
     """An attack and its settings, as recorded (``dataclasses.asdict``) in every results record.
 
     Fields an attack does not use are kept as given and ignored by it: ``decay`` is MI-FGSM's,
-    ``overshoot``/``num_candidates``/``norm`` are DeepFool's (``norm`` must also be "2" for
-    ``pgd_l2`` and "inf" for the L-inf attacks), ``random_start`` is PGD's, FGSM uses only eps.
-    For DeepFool, ``eps`` is the radius of the final projection (``math.inf``: none).
+    ``overshoot``/``num_candidates`` are DeepFool's, ``random_start`` is PGD's, ``loss`` is APGD's,
+    ``restarts``/``n_target_classes`` are those of APGD, FAB-T and AutoAttack, ``queries`` of
+    Square and AutoAttack, ``p_init`` of Square; FGSM uses only eps. ``norm`` must be "2" for
+    ``pgd_l2`` and "inf" for the L-inf-only attacks (FGSM, PGD, MI-FGSM, Square, AutoAttack).
+    For DeepFool, ``eps`` is the radius of the final projection (``math.inf``: none). Numbers are
+    stored as floats and ``norm`` in its short spelling, so equal settings compare and record
+    alike however they were written.
 
     Attributes:
         name: one of :data:`ATTACK_NAMES` ("none" is the clean evaluation).
         eps: radius of the threat model (L-inf unless ``norm == "2"``); for the L-inf attacks a
             finite eps must be at most 1 (the whole [0, 1] pixel range).
-        step_size: size of each step (L-inf: per pixel; L2: per sample).
-        steps: number of steps (DeepFool: maximum number of linearisations).
+        step_size: size of each step (L-inf: per pixel; L2: per sample); 0 for the attacks that
+            set their own (APGD, FAB-T, Square, AutoAttack).
+        steps: number of steps (DeepFool: maximum number of linearisations; APGD, FAB-T and
+            AutoAttack: iterations per run).
         random_start: PGD's uniform start in the ball.
         decay: MI-FGSM's momentum decay.
         overshoot: DeepFool's overshoot.
         num_candidates: DeepFool's candidate classes.
-        norm: "inf" or "2".
+        norm: "inf" or "2" ("linf" and "l2" are accepted and stored as "inf" and "2").
+        loss: APGD's loss: "ce", "dlr" or "dlr-targeted" (APGD-T).
+        restarts: runs of APGD, FAB-T and AutoAttack's white-box attacks (per target class for the
+            targeted ones).
+        n_target_classes: target classes of APGD-T, FAB-T and AutoAttack.
+        queries: Square's queries per image (also inside AutoAttack).
+        p_init: Square's initial fraction of the image per square.
     """
 
     name: str
@@ -147,6 +205,11 @@ class AttackConfig:
     overshoot: float = 0.02
     num_candidates: int = 10
     norm: str = "inf"
+    loss: str = "ce"
+    restarts: int = 1
+    n_target_classes: int = 9
+    queries: int = 5000
+    p_init: float = 0.8
 
     def __post_init__(self) -> None:
         if self.name not in ATTACK_NAMES:
@@ -155,26 +218,37 @@ class AttackConfig:
             raise ValueError(f"AttackConfig: unknown attack name {self.name!r}; expected one of "
                              f"{', '.join(ATTACK_NAMES)}.{hint}")
         what = f"AttackConfig({self.name})"
-        eps = _check_number(what, "eps", self.eps, allow_inf=True)
-        _check_number(what, "step_size", self.step_size)
+        _check_number(what, "eps", self.eps, allow_inf=True)
+        for name in ("step_size", "decay", "overshoot", "p_init"):
+            _check_number(what, name, getattr(self, name))
+        for name in _FLOAT_FIELDS:  # 1 and 1.0 (and -0.0 and 0.0) record alike
+            object.__setattr__(self, name, float(getattr(self, name)) + 0.0)
         _check_int(what, "steps", self.steps, 0)
-        _check_number(what, "decay", self.decay)
-        _check_number(what, "overshoot", self.overshoot)
         if not isinstance(self.random_start, bool):
             raise TypeError(f"{what}: random_start must be a bool, got {type(self.random_start).__name__}")
         _check_int(what, "num_candidates", self.num_candidates, 2)
-        if self.norm not in _NORMS:
+        for name in ("restarts", "n_target_classes", "queries"):
+            _check_int(what, name, getattr(self, name), 1)
+        if not 0.0 < self.p_init <= 1.0:
+            raise ValueError(f"{what}: p_init must lie in (0, 1] (a fraction of the image), got {self.p_init}")
+        if self.loss not in APGD_LOSSES:
+            raise ValueError(f"{what}: loss must be one of {', '.join(map(repr, APGD_LOSSES))}, got {self.loss!r}")
+        if not isinstance(self.norm, str) or self.norm.lower() not in NORMS:
             raise ValueError(f"{what}: norm must be 'inf' or '2', got {self.norm!r}")
+        object.__setattr__(self, "norm", NORMS[self.norm.lower()])
+        self._check_norm_and_eps(what)
+
+    def _check_norm_and_eps(self, what: str) -> None:
         if self.name == "pgd_l2" and self.norm != "2":
             raise ValueError(f"{what}: pgd_l2 is an L2 attack, so norm must be '2', got {self.norm!r}. "
                              "Hint: AttackConfig(name='pgd_l2', norm='2', eps=0.5, ...) or "
                              "parse_attack('pgd20_l2')")
         if self.name in _LINF_NAMES and self.norm != "inf":
             raise ValueError(f"{what}: {self.name} is an L-inf attack, so norm must be 'inf', got "
-                             f"{self.norm!r}. Hint: use name='pgd_l2' or 'deepfool' for L2")
-        if self.name == "pgd_l2" and math.isinf(eps):
-            raise ValueError(f"{what}: pgd_l2 needs a finite eps, got {self.eps}")
-        if self.norm == "inf" and math.isfinite(eps) and eps > 1.0:
+                             f"{self.norm!r}. Hint: use name='pgd_l2', 'apgd', 'fab_t' or 'deepfool' for L2")
+        if self.name in _FINITE_EPS_NAMES and math.isinf(self.eps):
+            raise ValueError(f"{what}: {self.name} needs a finite eps, got {self.eps}")
+        if self.norm == "inf" and math.isfinite(self.eps) and self.eps > 1.0:
             raise ValueError(f"{what}: eps {self.eps} is above 1, larger than the whole [0, 1] pixel range. "
                              "Hint: L-inf radii are in pixel units, e.g. eps=8/255 (or eps=inf for no bound)")
 
@@ -196,6 +270,32 @@ def make_attack(cfg: AttackConfig, *, generator: torch.Generator | None = None) 
         raise TypeError(f"make_attack: expected an AttackConfig, got {type(cfg).__name__}. "
                         "Hint: parse_attack('pgd20') builds one from a string")
     return _BINDERS[cfg.name](cfg, generator)
+
+
+def make_autoattack(cfg: AttackConfig, *, generator: torch.Generator | None = None,
+                    ) -> Callable[[nn.Module, Tensor, Tensor], AutoAttackResult]:
+    """Bind an ``autoattack`` config: ``make_autoattack(cfg)(model, x, y) -> AutoAttackResult``.
+
+    Each call draws AutoAttack's seed from ``generator`` (``None``: torch's default generator),
+    so successive batches get fresh randomness and a seeded generator makes the whole sequence
+    reproducible; :func:`make_attack` returns the same call's ``x_adv``.
+
+    Raises:
+        TypeError: ``cfg`` is not an :class:`AttackConfig`.
+        ValueError: ``cfg`` is not an autoattack config.
+    """
+    if not isinstance(cfg, AttackConfig):
+        raise TypeError(f"make_autoattack: expected an AttackConfig, got {type(cfg).__name__}")
+    if cfg.name != "autoattack":
+        raise ValueError(f"make_autoattack: expected an autoattack config, got {cfg.name!r}. "
+                         "Hint: make_attack binds every attack")
+
+    def run(model: nn.Module, x: Tensor, y: Tensor) -> AutoAttackResult:
+        device = generator.device if generator is not None else torch.device("cpu")
+        seed = int(torch.randint(2**62, (1,), generator=generator, device=device))
+        return autoattack_result(model, x, y, eps=cfg.eps, norm=cfg.norm, seed=seed, steps=cfg.steps,
+                                 queries=cfg.queries, restarts=cfg.restarts, n_target_classes=cfg.n_target_classes)
+    return run
 
 
 def attack_record(cfg: AttackConfig) -> dict[str, Any]:
@@ -240,21 +340,46 @@ def parse_fraction(text: str) -> float:
 
 
 _SPEC_RE = re.compile(r"^(?:(?P<clean>clean|none)|(?P<fgsm>fgsm)|pgd(?P<pgd>\d*)(?P<l2>_l2)?"
-                      r"|mifgsm(?P<mi>\d*)|(?P<df>deepfool)(?P<dfl2>_l2)?)$")
+                      r"|mifgsm(?P<mi>\d*)|(?P<df>deepfool)(?P<dfl2>_l2)?"
+                      r"|(?P<apgd>apgd)_?(?P<apgdloss>ce|t|dlr)?(?P<apgdl2>_l2)?|(?P<fab>fab_?t)(?P<fabl2>_l2)?"
+                      r"|(?P<square>square)|(?P<aa>autoattack))$")
 _SPEC_HINT = ("expected clean, fgsm, pgd<N> (e.g. pgd20, pgd100, pgd7), pgd<N>_l2, mifgsm, deepfool, "
-              "deepfool_l2 or none (= clean), optionally followed by ':key=value,...' "
-              "(e.g. 'pgd20:eps=4/255,random_start=false')")
+              "deepfool_l2, apgd-ce, apgd-t, apgd-dlr (each also _l2), fab-t, fab-t_l2, square, autoattack "
+              "or none (= clean), optionally followed by ':key=value,...' (e.g. 'pgd20:eps=4/255,random_start=false')")
 _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(AttackConfig) if f.name != "name"}
-_KNOWN_HEADS = ["clean", "none", "fgsm", "pgd20", "pgd100", "pgd7", "pgd20_l2", "mifgsm", "deepfool", "deepfool_l2"]
+_KNOWN_HEADS = ["clean", "none", "fgsm", "pgd20", "pgd100", "pgd7", "pgd20_l2", "mifgsm", "deepfool", "deepfool_l2",
+                "apgd-ce", "apgd-t", "apgd-dlr", "fab-t", "square", "autoattack"]
+# Spec head <-> APGD loss.
+_APGD_HEADS = {"ce": "ce", "t": "dlr-targeted", "dlr": "dlr"}
+_APGD_LOSS_HEADS = {loss: f"apgd-{head}" for head, loss in _APGD_HEADS.items()}
+
+
+def _autoattack_base(m: re.Match[str]) -> dict[str, object] | None:
+    """Settings of the AutoAttack family (Croce & Hein 2020; docs/design.md §3), or None for another head."""
+    adaptive: dict[str, object] = {"step_size": 0.0}  # these attacks size their own steps
+    if m["apgd"]:
+        l2 = {"norm": "2", "eps": 0.5} if m["apgdl2"] else {}
+        return {"name": "apgd", "loss": _APGD_HEADS[m["apgdloss"] or "ce"], "steps": 100, **adaptive, **l2}
+    if m["fab"]:
+        l2 = {"norm": "2", "eps": 0.5} if m["fabl2"] else {}
+        return {"name": "fab_t", "steps": 100, "random_start": False, **adaptive, **l2}
+    if m["square"]:
+        return {"name": "square", "steps": 0, **adaptive}
+    if m["aa"]:
+        return {"name": "autoattack", "steps": 100, **adaptive}
+    return None
 
 
 def _base_config(head: str, spec: str) -> tuple[dict[str, object], bool]:
-    """Paper settings (SPEC §3) for a spec head; also whether step_size follows eps/steps."""
+    """Paper settings (docs/design.md §3) for a spec head; also whether step_size follows eps/steps."""
     m = _SPEC_RE.match(head.replace("-", "").replace(" ", ""))
     if m is None:
         close = difflib.get_close_matches(head, _KNOWN_HEADS, n=2)
         did = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
         raise ValueError(f"parse_attack: unknown attack {spec!r}.{did} {_SPEC_HINT}")
+    family = _autoattack_base(m)
+    if family is not None:
+        return family, False
     if m["clean"]:
         return {"name": "none", "eps": 0.0, "step_size": 0.0, "steps": 0, "random_start": False}, False
     if m["fgsm"]:
@@ -274,19 +399,24 @@ def _base_config(head: str, spec: str) -> tuple[dict[str, object], bool]:
 
 
 def parse_attack(spec: str) -> AttackConfig:
-    """Build an :class:`AttackConfig` from a CLI string with the paper's settings (SPEC §3).
+    """Build an :class:`AttackConfig` from a CLI string with the paper's settings (docs/design.md §3).
 
     ``clean`` or ``none`` (no attack), ``fgsm`` (one step of eps = 8/255), ``pgd<N>`` (N steps of
     2/255, eps 8/255, random start; ``pgd`` = ``pgd20``), ``pgd<N>_l2`` (eps 0.5, step
     2.5 * eps / N), ``mifgsm`` (20 steps of 2/255, decay 1.0, no random start), ``deepfool``
     (L-inf, 50 steps, overshoot 0.02, 10 candidates, projected into eps 8/255), ``deepfool_l2``
-    (projected into L2 eps 0.5). Any field can be overridden after a colon:
-    ``pgd20:eps=4/255,step_size=1/255``. For fgsm and pgd_l2 the step size follows an
-    overridden eps (and steps) unless given.
+    (projected into L2 eps 0.5). AutoAttack and its parts (Croce & Hein 2020), eps 8/255 (L2:
+    0.5): ``apgd-ce`` (also ``apgd_ce``, ``apgd``; 100 steps), ``apgd-t`` (targeted DLR, 9 target
+    classes), ``apgd-dlr``, ``fab-t`` (100 steps, 9 targets), ``square`` (5000 queries, p_init
+    0.8), ``autoattack`` (all four, L-inf); ``_l2`` after apgd-*/fab-t gives the L2 version. Any
+    field can be overridden after a colon, each at most once: ``pgd20:eps=4/255,step_size=1/255``,
+    ``autoattack:eps=4/255``. For fgsm and pgd_l2 the step size follows an overridden eps (and
+    steps) unless given.
 
     Raises:
         TypeError: ``spec`` is not a string.
-        ValueError: unknown attack, unknown key, a value that does not parse, invalid settings.
+        ValueError: unknown attack, unknown key, a key given twice, a value that does not parse,
+            invalid settings.
     """
     if not isinstance(spec, str):
         raise TypeError(f"parse_attack: expected a string, got {type(spec).__name__}")
@@ -302,6 +432,9 @@ def parse_attack(spec: str) -> AttackConfig:
             did = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"parse_attack: unknown setting {key!r} in {spec!r}.{did} "
                              f"Settings: {', '.join(_FIELD_TYPES)}")
+        if key in overrides:
+            raise ValueError(f"parse_attack: {spec!r} sets {key!r} twice; a spec says each setting once. "
+                             f"Hint: keep one {key}=...")
         overrides[key] = _parse_value(key, raw, spec)
     fields = {**base, **overrides}
     if step_follows and "step_size" not in overrides and ("eps" in overrides or "steps" in overrides):
@@ -373,6 +506,8 @@ def format_attack(cfg: AttackConfig) -> str:
         head = f"mifgsm{cfg.steps}"
     elif cfg.name == "deepfool":
         head = "deepfool_l2" if cfg.norm == "2" else "deepfool"
+    elif cfg.name in ("apgd", "fab_t"):
+        head = (_APGD_LOSS_HEADS[cfg.loss] if cfg.name == "apgd" else "fab-t") + ("_l2" if cfg.norm == "2" else "")
     else:
         head = cfg.name
     base = parse_attack(head)
@@ -384,6 +519,20 @@ def format_attack(cfg: AttackConfig) -> str:
             d.startswith("step_size=") for d in diffs):
         diffs.append(f"step_size={_format_value(cfg.step_size)}")
     return head + (":" + ",".join(diffs) if diffs else "")
+
+
+def normalize_spec(spec: str) -> str:
+    """The normal form of a spec: ``format_attack(parse_attack(spec))``.
+
+    Two specs that configure the same attack normalize to the same string, however they spell
+    it: ``normalize_spec("pgd7:eps=1/10,step_size=1/40") == normalize_spec("PGD-7:step_size=0.025,eps=0.1")
+    == "pgd7:eps=0.1,step_size=0.025"``, and a spec equal to the defaults normalizes to its head
+    (``"pgd20:steps=20"`` -> ``"pgd20"``). Fractions compare as the floats they evaluate to.
+
+    Raises:
+        TypeError, ValueError: as :func:`parse_attack`.
+    """
+    return format_attack(parse_attack(spec))
 
 
 def _format_value(v: object) -> str:

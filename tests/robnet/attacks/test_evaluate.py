@@ -1,3 +1,6 @@
+import itertools
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -77,9 +80,9 @@ def test_gradient_masking_checks_flag_known_cases():
     data = load_dataset("digits", split="test").subset(range(32))
     x, y = data.images.float() / 255, data.labels
     base = _digits_model().eval()
-    probs = gradient_masking_checks(SoftmaxOut(base), x, y)
+    probs = gradient_masking_checks(SoftmaxOut(base), x, y, eps=None)  # the checks that need no attack
     assert any("look like probabilities" in w for w in probs)
-    zero = gradient_masking_checks(Quantized(base), x, y)
+    zero = gradient_masking_checks(Quantized(base), x, y, eps=None)
     assert any("exactly zero input gradient" in w for w in zero)
 
 
@@ -209,11 +212,42 @@ def test_non_finite_logits_are_a_masking_signature():
     warns = gradient_masking_checks(Overflow(_digits_model().eval()), x, y)
     assert warns == ["16 of 16 samples have non-finite logits (NaN or inf): gradients are meaningless there, a "
                      "gradient-masking signature; accuracies on this model are not valid"]
-    report = evaluate(Overflow(_digits_model()), data, [("clean", parse_attack("clean"))], batch_size=16,
-                      progress=False)
-    assert report.warnings[0].startswith("16 of 16 samples have non-finite logits")
-    assert report.warnings[-1] == ("16 of 16 scored rows had non-finite logits (NaN or inf): the model overflows; "
-                                   "these accuracies are not valid")
+
+
+def test_non_finite_outputs_are_refused_before_evaluation():
+    """Before: evaluate() ran every attack on an overflowing model and only warned afterwards."""
+    data = load_dataset("digits", split="test").subset(range(16))
+    calls = []
+
+    class Spy(Overflow):
+        def forward(self, x):
+            calls.append(len(x))
+            return super().forward(x)
+
+    msg = (r"^model produces non-finite outputs: 16 of the first 16 samples have NaN or inf logits, so its accuracies "
+           r"and attack gradients would mean nothing\. Hint: the model overflows")
+    with pytest.raises(ValueError, match=msg):
+        evaluate(Spy(_digits_model()), data, [("pgd", parse_attack("pgd20"))], batch_size=16, progress=False)
+    assert calls == [1, 16]  # the data check's one sample, then the first batch: no attack ran
+    with pytest.raises(ValueError, match=r"^transfer source produces non-finite outputs"):
+        evaluate(_digits_model(), data, [("fgsm", parse_attack("fgsm"))], progress=False,
+                 source=Overflow(_digits_model()))
+    from robnet.attacks.evaluation import check_finite_outputs
+
+    nan_one = _digits_model()
+
+    class OneBad(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = nan_one
+
+        def forward(self, x):
+            out = self.inner(x)
+            return torch.where(torch.arange(len(x))[:, None] == 3, float("nan"), out)
+
+    with pytest.raises(ValueError, match=r"^ckpt produces non-finite outputs: 1 of the first 10 samples"):
+        check_finite_outputs(OneBad(), data, n=10, what="ckpt")
+    check_finite_outputs(_digits_model(), data)  # a healthy model passes
 
 
 def test_masking_checks_use_the_radius_of_the_attacks(monkeypatch):
@@ -227,16 +261,18 @@ def test_masking_checks_use_the_radius_of_the_attacks(monkeypatch):
     assert masking_settings([parse_attack("clean"), parse_attack("pgd20_l2")]) is None
     assert masking_settings([parse_attack("pgd20:eps=inf")]) is None
     seen = []
-    real = ev.gradient_masking_checks
+    real = ev.gradient_masking_report
 
     def spy(model, x, y, **kw):
         seen.append((kw["eps"], kw["step_size"]))
         return real(model, x, y, **kw)
 
-    monkeypatch.setattr(ev, "gradient_masking_checks", spy)
+    monkeypatch.setattr(ev, "gradient_masking_report", spy)
     data = load_dataset("digits", split="test").subset(range(8))
     report = evaluate(_digits_model(), data, [("fgsm", cfgs[1]), ("pgd", cfgs[2])], batch_size=8, progress=False)
-    assert seen == [(0.2, 0.05)] and report.masking == {"ran": True, "eps": 0.2, "step_size": 0.05}
+    assert seen == [(0.2, 0.05)]
+    assert {k: report.masking[k] for k in ("ran", "eps", "step_size")} == {"ran": True, "eps": 0.2, "step_size": 0.05}
+    assert report.masking["first_batch"] == 8 and report.masking["square_queries"] == 100
     evaluate(_digits_model(), data, [("clean", cfgs[0])], batch_size=8, progress=False)
     assert seen[-1] == (None, 0.0)  # no L-inf attack: only the attack-free checks
 
@@ -266,3 +302,122 @@ def test_report_record_has_the_provenance_block_and_attack_schema():
     assert rec["seed"] == 3 and rec["settings"]["attacks"] == ["p"] and rec["settings"]["batch_size"] == 8
     assert rec["results"][0]["attack"] == {**asdict(cfg), "spec": "pgd2:eps=0.1"}
     assert "NaN" not in dumps(rec)
+
+
+# ----------------------------------------------------------------------------- the masking report (numbers, verdicts)
+
+
+def test_masking_report_numbers_and_verdicts():
+    """A healthy adversarially trained model passes every check; a quantizing front end (zero gradients) is caught
+    by the new protocol checks: black-box Square beats white-box PGD-20, and PGD-20 at eps 0.5 leaves points
+    standing."""
+    from robnet.attacks.evaluation import MASKING_SQUARE_QUERIES, gradient_masking_report
+    from tests.robnet.attacks._robust_digits import robust_digits
+
+    model, x, y = robust_digits()
+    x, y = x[:128], y[:128]
+    gen = torch.Generator().manual_seed(0)
+    healthy = gradient_masking_report(model, x, y, eps=0.1, step_size=0.025, generator=gen)
+    assert healthy.warnings == []
+    names = ["finite_logits", "logits_not_probabilities", "nonzero_gradients", "pgd_beats_fgsm", "pgd_steps_monotone",
+             "square_vs_white_box", "large_eps"]
+    assert list(healthy.checks) == names and {c["verdict"] for c in healthy.checks.values()} == {"pass"}
+    sq, big = healthy.checks["square_vs_white_box"], healthy.checks["large_eps"]
+    assert sq["queries"] == MASKING_SQUARE_QUERIES == 100 and sq["slack"] == 1.5 / 128
+    assert sq["white_box"] == healthy.checks["pgd_beats_fgsm"]["pgd20"] == big["accuracy"][0]
+    assert sq["square"] >= sq["white_box"] - sq["slack"]
+    assert big["eps"] == [0.1, 0.5] and big["steps"] == [20, 10] and big["accuracy"][1] == 0.0  # nothing at 0.5
+    steps = healthy.checks["pgd_steps_monotone"]
+    assert steps["steps"] == [1, 5, 20] and steps["accuracy"] == sorted(steps["accuracy"], reverse=True)
+
+    masked = gradient_masking_report(Quantized(model), x, y, eps=0.1, step_size=0.025, generator=gen)
+    verdicts = {k: c["verdict"] for k, c in masked.checks.items()}
+    # (PGD's random start alone crosses some rounding steps, so pgd_steps_monotone may flag too)
+    assert {k: verdicts[k] for k in ("nonzero_gradients", "square_vs_white_box", "large_eps")} == dict.fromkeys(
+        ("nonzero_gradients", "square_vs_white_box", "large_eps"), "flag")
+    assert {k: verdicts[k] for k in names[:2] + names[3:4]} == dict.fromkeys(names[:2] + names[3:4], "pass")
+    sq, big = masked.checks["square_vs_white_box"], masked.checks["large_eps"]
+    assert sq["square"] < sq["white_box"] - sq["slack"] and big["accuracy"][1] > big["slack"]
+    assert len(masked.warnings) == list(verdicts.values()).count("flag")
+    assert f"the black-box Square attack (100 queries) beats white-box PGD-20 on the first batch ({sq['square']:.3f} " \
+           f"vs {sq['white_box']:.3f}, eps 0.1)" in " ".join(masked.warnings)
+    assert re.match(r"PGD accuracy does not fall to 0 as eps grows \(PGD-20: [01]\.\d{3} at eps 0\.1; PGD-10: "
+                    rf"{big['accuracy'][1]:.3f} at eps 0\.5\); at eps 0\.5 every image can be turned grey",
+                    masked.warnings[-1])
+    skipped = gradient_masking_report(model, x, y, eps=None)
+    assert skipped.checks["large_eps"] == {"verdict": "skipped",
+                                           "reason": "no L-inf attack with a finite positive radius is evaluated"}
+    nan = gradient_masking_report(Overflow(model), x, y)
+    assert nan.checks["finite_logits"] == {"verdict": "flag", "nonfinite": 128, "n": 128}
+    assert nan.checks["square_vs_white_box"] == {"verdict": "skipped", "reason": "non-finite logits"}
+
+
+def test_evaluate_records_the_masking_checks_and_prints_their_warnings(caplog):
+    from robnet.io.results import dumps
+    from tests.robnet.attacks._robust_digits import robust_digits
+
+    model, _, _ = robust_digits()
+    data = load_dataset("digits", split="test").subset(range(64))
+    attacks = [("clean", parse_attack("clean")), ("pgd20", parse_attack("pgd20:eps=0.1,step_size=0.025"))]
+    with caplog.at_level("WARNING", logger="robnet.attacks.evaluation"):
+        report = evaluate(Quantized(model), data, attacks, batch_size=64, progress=False)
+    rec = report.to_dict()
+    checks = rec["masking_checks"]["checks"]
+    assert rec["masking_checks"]["first_batch"] == 64 and checks["square_vs_white_box"]["verdict"] == "flag"
+    square_line = "the black-box Square attack (100 queries) beats white-box PGD-20"
+    assert any(w.startswith(square_line) for w in rec["warnings"])
+    assert any("gradient masking check: the black-box Square attack" in r.getMessage() for r in caplog.records)
+    assert "NaN" not in dumps(rec)
+
+
+# ----------------------------------------------------------------------------- AutoAttack in the evaluation
+
+
+def test_evaluate_reports_autoattacks_breakdown():
+    """robnet eval --attacks clean,pgd20,autoattack: the worst case as the column, each attack's accuracy below it,
+    the same numbers as autoattack_result batch by batch with the evaluation's generator."""
+    from robnet.attacks.spec import make_autoattack
+    from tests.robnet.attacks._robust_digits import robust_digits
+
+    model, x, y = robust_digits()
+    x, y = x[:48], y[:48]
+    data = load_dataset("digits", split="test").subset(range(48))
+    aa = parse_attack("autoattack:eps=0.1,steps=10,queries=100")
+    report = evaluate(model, data, [("clean", parse_attack("clean")), ("autoattack", aa)], batch_size=24,
+                      progress=False, masking_checks=False, seed=0)
+    runner = make_autoattack(aa, generator=torch.Generator().manual_seed(0))  # evaluate's: seed * 1_000_003 + rank
+    parts = [runner(model, x[:24], y[:24]), runner(model, x[24:], y[24:])]
+    expected = {k: parts[0].counts()[k] + parts[1].counts()[k] for k in parts[0].counts()}
+    result = report.results[1]
+    assert result.breakdown == expected and result.correct == expected["square"]
+    assert expected["clean"] == report.results[0].correct and expected["apgd-ce"] < expected["clean"]
+    rec = report.to_dict()["results"][1]
+    assert rec["attack"]["spec"] == "autoattack:eps=0.1,steps=10,queries=100"
+    stages = rec["autoattack"]["stages"]
+    assert [s["after"] for s in stages] == ["clean", "apgd-ce", "apgd-t", "fab-t", "square"]
+    assert [s["correct"] for s in stages] == list(expected.values()) and rec["autoattack"]["robust"] == rec["correct"]
+    assert stages[0].keys() == {"after", "correct", "accuracy", "ci95"}
+    assert [s["fooled"] for s in stages[1:]] == [a["correct"] - b["correct"] for a, b in itertools.pairwise(stages)]
+    assert stages[2]["accuracy"] == expected["apgd-t"] / 48 and stages[2]["ci95"] == list(
+        wilson_interval(expected["apgd-t"], 48))
+    assert all(s["seconds"] >= 0 for s in stages[1:])
+    line = report.table().splitlines()[2]
+    assert line == "autoattack breakdown (accuracy %): " + " -> ".join(
+        f"{k} {100 * v / 48:.2f}" for k, v in expected.items())
+    assert "autoattack" not in report.to_dict()["results"][0]
+    # transfer: AutoAttack's flags describe the source, so no breakdown
+    other = _digits_model()
+    transfer = evaluate(other, data, [("autoattack", aa)], batch_size=48, progress=False, source=model)
+    assert transfer.results[0].breakdown is None and "autoattack" not in transfer.to_dict()["results"][0]
+
+
+def test_autoattack_above_pgd20_is_flagged():
+    from robnet.attacks.evaluation import AttackResult, _consistency_warnings
+
+    def res(name, correct):
+        return AttackResult(name=name, config={}, correct=correct, n=1000, seconds=0.0)
+
+    assert _consistency_warnings([res("pgd20", 500), res("autoattack", 470)]) == []
+    warns = _consistency_warnings([res("pgd20", 500), res("autoattack", 530)])
+    assert warns == ["autoattack accuracy (0.5300) is more than 1% above pgd20 (0.5000): the stronger attack did "
+                     "worse, a sign of gradient masking"]

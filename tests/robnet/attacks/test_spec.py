@@ -12,6 +12,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from robnet.attacks.apgd import apgd
+from robnet.attacks.autoattack import autoattack, autoattack_result
+from robnet.attacks.fab import fab_t
 from robnet.attacks.gradient import deepfool, fgsm, mifgsm, pgd, pgd_l2
 from robnet.attacks.spec import (
     ATTACK_NAMES,
@@ -19,10 +22,13 @@ from robnet.attacks.spec import (
     attack_record,
     format_attack,
     make_attack,
+    make_autoattack,
+    normalize_spec,
     parse_attack,
     parse_attack_list,
     parse_fraction,
 )
+from robnet.attacks.square import square
 from robnet.utils import train_mode
 
 EPS = 8 / 255
@@ -148,7 +154,8 @@ def test_attack_config_validation() -> None:
         AttackConfig(name="pgd_l2", norm="2", eps=math.inf)
     with pytest.raises(TypeError, match="steps must be an int, got float"):
         AttackConfig(name="pgd", steps=2.5)  # type: ignore[arg-type]
-    assert set(ATTACK_NAMES) == {"none", "fgsm", "pgd", "pgd_l2", "mifgsm", "deepfool"}
+    assert set(ATTACK_NAMES) == {"none", "fgsm", "pgd", "pgd_l2", "mifgsm", "deepfool", "apgd", "fab_t", "square",
+                                 "autoattack"}
 
 
 def test_parse_fraction() -> None:
@@ -203,7 +210,7 @@ def test_the_table_covers_every_attack_name() -> None:
     model = warmed(tiny_cnn()).eval()
     x, y = batch(4)
     for name in ATTACK_NAMES:
-        cfg = AttackConfig(name=name, norm="2" if name == "pgd_l2" else "inf", steps=2, eps=0.1)
+        cfg = AttackConfig(name=name, norm="2" if name == "pgd_l2" else "inf", steps=2, eps=0.1, queries=3)
         out = make_attack(cfg, generator=torch.Generator().manual_seed(0))(model, x, y)
         assert out.shape == x.shape, name
 
@@ -248,3 +255,153 @@ def test_parse_attack_list() -> None:
         parse_attack_list("eps=1")
     with pytest.raises(TypeError, match="parse_attack_list: expected a string, got list"):
         parse_attack_list(["pgd20"])  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- AutoAttack's specs
+
+
+def test_autoattack_family_specs_give_the_papers_settings() -> None:
+    """Croce & Hein 2020: APGD 100 steps, APGD-T/FAB-T 9 targets, Square 5000 queries, eps 8/255 (L2: 0.5)."""
+    apgd_ce = AttackConfig(name="apgd", loss="ce", steps=100, step_size=0.0)
+    for spec in ("apgd-ce", "apgd_ce", "APGD-CE", "apgd", "apgd-ce:steps=100"):
+        assert parse_attack(spec) == apgd_ce, spec
+    assert parse_attack("apgd-t") == parse_attack("apgd_t") == AttackConfig(
+        name="apgd", loss="dlr-targeted", steps=100, step_size=0.0, n_target_classes=9)
+    assert parse_attack("apgd-dlr").loss == "dlr"
+    assert parse_attack("apgd-ce_l2") == AttackConfig(name="apgd", norm="2", eps=0.5, steps=100, step_size=0.0)
+    assert parse_attack("fab-t") == parse_attack("fab_t") == AttackConfig(
+        name="fab_t", steps=100, step_size=0.0, random_start=False)
+    assert parse_attack("fab-t_l2").norm == "2" and parse_attack("fab-t_l2").eps == 0.5
+    assert parse_attack("square") == AttackConfig(name="square", steps=0, step_size=0.0, queries=5000, p_init=0.8)
+    aa = parse_attack("autoattack")
+    assert aa == AttackConfig(name="autoattack", eps=8 / 255, steps=100, step_size=0.0, queries=5000, restarts=1,
+                              n_target_classes=9)
+    assert parse_attack("Auto-Attack") == aa
+    assert parse_attack("autoattack:eps=4/255").eps == 4 / 255
+    assert parse_attack("autoattack:steps=10,queries=100") == AttackConfig(
+        name="autoattack", steps=10, step_size=0.0, queries=100)
+
+
+@pytest.mark.parametrize("spec", ["apgd-ce", "apgd-t", "apgd-dlr", "apgd-ce_l2", "apgd-t_l2:eps=1.0", "fab-t",
+                                  "fab-t_l2", "square", "square:queries=100,p_init=0.5", "autoattack",
+                                  "autoattack:eps=4/255", "autoattack:steps=10,queries=100,n_target_classes=3",
+                                  "apgd-ce:restarts=5", "apgd-t:n_target_classes=3"])
+def test_autoattack_family_round_trip(spec: str) -> None:
+    c = parse_attack(spec)
+    assert parse_attack(format_attack(c)) == c
+    assert AttackConfig(**asdict(c)) == c
+    assert normalize_spec(format_attack(c)) == format_attack(c)
+
+
+def test_format_names_the_autoattack_family_by_its_heads() -> None:
+    assert [format_attack(parse_attack(s)) for s in ("apgd_ce", "APGD-T", "apgd-dlr", "fab_t", "square",
+                                                      "auto-attack")] == [
+        "apgd-ce", "apgd-t", "apgd-dlr", "fab-t", "square", "autoattack"]
+    assert format_attack(parse_attack("apgd-ce:norm=l2,eps=0.5")) == "apgd-ce_l2"
+    assert format_attack(AttackConfig(name="apgd", loss="dlr-targeted", steps=100, step_size=0.0, eps=0.1)) == \
+        "apgd-t:eps=0.1"
+
+
+def test_autoattack_family_validation() -> None:
+    with pytest.raises(ValueError, match=r"AttackConfig\(apgd\): loss must be one of 'ce', 'dlr', 'dlr-targeted', "
+                                         r"got 'hinge'"):
+        parse_attack("apgd-ce:loss=hinge")
+    with pytest.raises(ValueError, match=r"AttackConfig\(square\): square is an L-inf attack, so norm must be 'inf', "
+                                         r"got '2'"):
+        parse_attack("square:norm=2")
+    with pytest.raises(ValueError, match=r"AttackConfig\(autoattack\): autoattack is an L-inf attack"):
+        AttackConfig(name="autoattack", norm="l2")
+    with pytest.raises(ValueError, match=r"AttackConfig\(autoattack\): eps 8\.0 is above 1, larger than the whole"):
+        parse_attack("autoattack:eps=8")
+    with pytest.raises(ValueError, match=r"AttackConfig\(apgd\): apgd needs a finite eps, got inf"):
+        parse_attack("apgd-ce:eps=inf")
+    for field, bad, msg in [("queries", 0, "queries must be >= 1, got 0"), ("restarts", 0, "restarts must be >= 1"),
+                            ("n_target_classes", 0, "n_target_classes must be >= 1"),
+                            ("p_init", 1.5, r"p_init must lie in \(0, 1\] \(a fraction of the image\), got 1.5"),
+                            ("p_init", 0.0, r"p_init must lie in \(0, 1\]")]:
+        with pytest.raises(ValueError, match=msg):
+            AttackConfig(name="square", **{field: bad})
+    with pytest.raises(TypeError, match="queries must be an int, got float"):
+        AttackConfig(name="square", queries=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"unknown attack 'apgd-x'.*expected .*apgd-ce, apgd-t"):
+        parse_attack("apgd-x")
+    with pytest.raises(ValueError, match=r"unknown attack 'autoatack'\. Did you mean 'autoattack'"):
+        parse_attack("autoatack")
+
+
+def test_make_attack_binds_the_autoattack_family() -> None:
+    """The binders call the attack functions with the config's settings and the given generator."""
+    model = warmed(tiny_cnn()).eval()
+    x, y = batch()
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    cases: list[tuple[str, Callable[[], Tensor]]] = [
+        ("apgd-ce:steps=5", lambda: apgd(model, x, y, eps=EPS, steps=5, generator=g())),
+        ("apgd-t:steps=4,n_target_classes=2", lambda: apgd(model, x, y, eps=EPS, loss="dlr-targeted", steps=4,
+                                                            n_target_classes=2, generator=g())),
+        ("apgd-dlr_l2:steps=3,restarts=2", lambda: apgd(model, x, y, eps=0.5, norm="l2", loss="dlr", steps=3,
+                                                         restarts=2, generator=g())),
+        ("fab-t:steps=3,n_target_classes=2", lambda: fab_t(model, x, y, eps=EPS, steps=3, n_target_classes=2,
+                                                            generator=g())),
+        ("square:queries=20,p_init=0.3", lambda: square(model, x, y, eps=EPS, queries=20, p_init=0.3,
+                                                         generator=g())),
+    ]
+    for spec, direct in cases:
+        assert torch.equal(make_attack(parse_attack(spec), generator=g())(model, x, y), direct()), spec
+
+
+def test_make_autoattack_draws_a_fresh_seed_per_call_from_the_generator() -> None:
+    model = warmed(tiny_cnn()).eval()
+    x, y = batch()
+    cfg = parse_attack("autoattack:steps=3,queries=10,n_target_classes=2")
+    gen = torch.Generator().manual_seed(11)
+    # one draw per call from the generator: the first call uses the first draw, the second the next
+    seeds = [int(torch.randint(2**62, (1,), generator=g)) for g in [torch.Generator().manual_seed(11)] for _ in (0, 1)]
+    assert seeds[0] != seeds[1]
+    run = make_autoattack(cfg, generator=gen)
+    first, second = run(model, x, y), run(model, x, y)
+    for res, seed in ((first, seeds[0]), (second, seeds[1])):
+        direct = autoattack_result(model, x, y, eps=EPS, seed=seed, steps=3, queries=10, n_target_classes=2)
+        assert torch.equal(res.x_adv, direct.x_adv)
+        assert res.counts() == direct.counts()
+    again = make_attack(cfg, generator=torch.Generator().manual_seed(11))(model, x, y)
+    assert torch.equal(again, first.x_adv)
+    assert torch.equal(again, autoattack(model, x, y, eps=EPS, seed=seeds[0], steps=3, queries=10,
+                                         n_target_classes=2))
+    with pytest.raises(ValueError, match=r"make_autoattack: expected an autoattack config, got 'pgd'"):
+        make_autoattack(parse_attack("pgd20"))
+    with pytest.raises(TypeError, match="make_autoattack: expected an AttackConfig, got str"):
+        make_autoattack("autoattack")  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- one spec, one meaning
+
+
+def test_a_key_given_twice_is_refused_naming_the_key() -> None:
+    """Before: `pgd5:eps=0.1,eps=0.2` silently attacked at 0.2, the last value."""
+    with pytest.raises(ValueError, match=re.escape("parse_attack: 'pgd5:eps=0.1,eps=0.2' sets 'eps' twice; a spec "
+                                                   "says each setting once. Hint: keep one eps=...")):
+        parse_attack("pgd5:eps=0.1,eps=0.2")
+    with pytest.raises(ValueError, match="sets 'steps' twice"):
+        parse_attack("autoattack:steps=10,queries=5,steps=10")  # even with the same value
+    with pytest.raises(ValueError, match="sets 'random_start' twice"):
+        parse_attack_list("clean,pgd20:random_start=false,eps=0.1,random_start=true")
+
+
+def test_equal_specs_written_differently_compare_equal() -> None:
+    a, b = parse_attack("pgd7:eps=1/10,step_size=1/40"), parse_attack("pgd7:eps=0.1,step_size=0.025")
+    assert a == b and hash(a) == hash(b) and attack_record(a) == attack_record(b)
+    forms = ["pgd7:eps=1/10,step_size=1/40", "pgd7:eps=0.1,step_size=0.025", "PGD-7: step_size = 0.025 , eps=.1",
+             "pgd20:steps=7,eps=0.1,step_size=1/40", "pgd:steps=7,step_size=0.025,eps=0.1"]
+    assert {normalize_spec(f) for f in forms} == {"pgd7:eps=0.1,step_size=0.025"}
+    assert normalize_spec("pgd20:steps=20,eps=8/255") == "pgd20"  # the defaults written out
+    assert normalize_spec("autoattack:eps=8/255,queries=5000") == "autoattack"
+    assert normalize_spec("apgd-ce:norm=l2,eps=0.5") == normalize_spec("apgd-ce_l2") == "apgd-ce_l2"
+    assert normalize_spec("deepfool:norm=2,eps=0.5") == "deepfool_l2"
+    # numbers are stored as floats and norms in one spelling: 1 and 1.0 record alike
+    one, one_f = AttackConfig(name="pgd", eps=1, step_size=0), AttackConfig(name="pgd", eps=1.0, step_size=0.0)
+    assert one == one_f and asdict(one) == asdict(one_f) and isinstance(one.eps, float)
+    assert format_attack(one) == format_attack(one_f) == "pgd20:eps=1.0,step_size=0.0"
+    assert AttackConfig(name="apgd", norm="L2").norm == "2" and AttackConfig(name="apgd", norm="linf").norm == "inf"
+    assert parse_attack("pgd7:eps=0.1") != parse_attack("pgd7:eps=0.1000001")
+    with pytest.raises(TypeError, match="parse_attack: expected a string, got NoneType"):
+        normalize_spec(None)  # type: ignore[arg-type]
