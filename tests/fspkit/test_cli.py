@@ -12,10 +12,9 @@ import math
 import pytest
 import torch
 
-import fspkit.cli
 import robnet
-from fspkit.cli import _mark_missing
 from fspkit.cli import main as fspkit_main
+from fspkit.cli.score import _mark_missing
 from robnet.cli.app import main as robnet_main
 from robnet.io import checkpoint
 from tests._paths import SHARED_DATA
@@ -55,8 +54,9 @@ def digits_ckpt(tmp_path):
 
 def test_cli_score_digits_end_to_end(digits_ckpt, tmp_path, capsys):
     out_json, out_csv = tmp_path / "r.json", tmp_path / "r.csv"
-    rc = fspkit_main(["score", str(digits_ckpt), "--data", "digits", "--n", "40", "--batch-size", "16",
-                      "--steps", "3", "--eps", "8/255", "--json", str(out_json), "--csv", str(out_csv), "--quiet"])
+    rc = fspkit_main(["score", str(digits_ckpt), "--data", "digits", "--samples", "40", "--batch-size", "16",
+                      "--attack-steps", "3", "--eps", "8/255", "--json", str(out_json), "--csv", str(out_csv),
+                      "--quiet"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "cells.3" in text and "clean acc" in text
@@ -71,7 +71,7 @@ def test_cli_score_digits_end_to_end(digits_ckpt, tmp_path, capsys):
     assert rows[0].startswith("name,depth,c_in,c_out,hw,fsp_mean,fsp_std") and len(rows) == 5
     # deterministic: the same command gives the same numbers
     fspkit_main(["score", str(digits_ckpt), "--data", "digits", "--n", "40", "--batch-size", "16",
-                 "--steps", "3", "--json", str(tmp_path / "r2.json"), "--quiet"])
+                 "--attack-steps", "3", "--json", str(tmp_path / "r2.json"), "--quiet"])
     again = json.loads((tmp_path / "r2.json").read_text())
     assert again["cells"] == report["cells"]
 
@@ -93,7 +93,7 @@ def test_cli_attack_none_and_shuffle(digits_ckpt, tmp_path):
         (["score", "{ckpt}", "--data", "digits", "--cells", "cell.1"], "cells.1"),
         (["score", "{ckpt}", "--data", "cifar10", "--data-dir", "{tmp}"], "CIFAR-10 not found"),
         (["score", "{ckpt}", "--data", "digits", "--eps", "eight"], "eight"),
-        (["score", "{ckpt}", "--data", "digits", "--n", "0"], "--n must be >= 1"),
+        (["score", "{ckpt}", "--data", "digits", "--samples", "0"], "--samples must be >= 1"),
     ],
 )
 def test_cli_errors_one_line_exit_1(args, match, digits_ckpt, tmp_path, capsys):
@@ -127,7 +127,7 @@ def test_score_small_checkpoint_on_real_cifar10(tmp_path):
     checkpoint.save(path, model, arch={"name": "robnet_large", "C": 4, "layers": 4})
     out = tmp_path / "cifar.json"
     rc = fspkit_main(["score", str(path), "--data", "cifar10", "--data-dir", str(real), "--n", "256",
-                      "--batch-size", "128", "--steps", "5", "--json", str(out), "--quiet"])
+                      "--batch-size", "128", "--attack-steps", "5", "--json", str(out), "--quiet"])
     assert rc == 0
     report = json.loads(out.read_text())
     assert report["n"] == 256 and report["dataset"] == "cifar10" and report["split"] == "test"
@@ -137,13 +137,16 @@ def test_score_small_checkpoint_on_real_cifar10(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_without_command_runs_the_demo_like_robnet(monkeypatch, capsys):
-    """Before: `fspkit` printed its help and exited 2 while `robnet` ran its demo."""
+def test_cli_without_command_prints_short_help_like_robnet(monkeypatch, capsys):
+    """Before: a bare `fspkit` started a 4-minute study; now both tools print a short help naming the demo."""
+    import fspkit.cli.app
+
     seen = []
-    monkeypatch.setattr(fspkit.cli, "cmd_demo", lambda args: seen.append(args) or 0)
+    monkeypatch.setattr(fspkit.cli.app, "cmd_demo", lambda args: seen.append(args) or 0)
     assert fspkit_main([]) == 0
-    assert seen[0].command == "demo" and seen[0].out == "fspkit-demo" and seen[0].preset == "cpu-demo"
-    assert seen[0].seed == 0
+    assert seen == [] and "Try first:  fspkit demo" in capsys.readouterr().out
+    assert fspkit_main(["demo", "--help"]) == 0
+    assert "--out" in capsys.readouterr().out
     assert fspkit_main(["--help"]) == 0
     assert "score" in capsys.readouterr().out
 
@@ -180,8 +183,8 @@ def test_attack_spec_acceptance_and_same_schema_as_robnet_eval(digits_ckpt, tmp_
     (["--attack", "fgsm"], "fgsm"),
     (["--attack", "none"], "clean"),
     (["--attack", "pgd20:eps=4/255,step_size=1/255"], f"pgd20:eps={4 / 255!r},step_size={1 / 255!r}"),
-    (["--attack", "pgd", "--steps", "3", "--eps", "4/255"], f"pgd3:eps={4 / 255!r}"),
-    (["--eps", "8/255", "--steps", "3", "--step-size", "1/255"], f"pgd3:step_size={1 / 255!r}"),
+    (["--attack", "pgd", "--attack-steps", "3", "--eps", "4/255"], f"pgd3:eps={4 / 255!r}"),
+    (["--eps", "8/255", "--attack-steps", "3", "--step-size", "1/255"], f"pgd3:step_size={1 / 255!r}"),
     (["--attack", "fgsm", "--eps", "0.1"], "fgsm:eps=0.1,step_size=0.1"),
     (["--attack", "pgd7:random_start=false", "--eps", "0.1"], "pgd7:eps=0.1,random_start=false"),
 ])
@@ -195,8 +198,8 @@ def test_attack_flags(args, spec, digits_ckpt, tmp_path):
 @pytest.mark.parametrize(("args", "match"), [
     (["--attack", "pgd20:eps=4/255", "--eps", "8/255"],
      "--eps and --attack pgd20:eps=4/255 both set eps: give it once"),
-    (["--attack", "none", "--steps", "3"],
-     "--steps set a gradient attack's settings, but --attack none runs no attack"),
+    (["--attack", "none", "--attack-steps", "3"],
+     "--attack-steps set a gradient attack's settings, but --attack none runs no attack"),
     (["--attack", "pgdd"], "parse_attack: unknown attack 'pgdd'"),
     (["--eps", "8"], "eps 8.0 is above 1, larger than the whole [0, 1] pixel range"),
     (["--attack", "pgd20:eps=2"], "is above 1"),
@@ -258,12 +261,12 @@ def test_class_count_mismatch(classes, match, tmp_path, capsys):
                     arch={"name": "robnet_large", "C": 4, "layers": 4, "in_channels": 1, "num_classes": classes})
     _one_line(capsys, _score(path), match)
     if classes == 100:
-        assert _score(path, "--allow-more-classes", "--steps", "1") == 0
+        assert _score(path, "--allow-more-classes", "--attack-steps", "1") == 0
 
 
 def test_amp_is_opt_in_and_recorded(digits_ckpt, tmp_path, capsys):
     out = tmp_path / "a.json"
-    assert _score(digits_ckpt, "--amp", "--steps", "2", "--json", out) == 0
+    assert _score(digits_ckpt, "--amp", "--attack-steps", "2", "--json", out) == 0
     assert "warning: attacks ran under bf16 autocast" in capsys.readouterr().out
     rec = _strict(out.read_text())
     assert rec["amp"] is True and rec["precision"] == "bfloat16" and rec["settings"]["amp"] is True

@@ -26,7 +26,7 @@ from tests.robnet.search.test_stages import SCHEMA, Field, _lines, _number, vali
 N = 6
 LAYERS = 3
 TINY = ["--preset", "cpu-demo", "--candidates", str(N), "--supernet-epochs", "1", "--subset", "200", "--val-size",
-        "64", "--eval-samples", "64", "--quiet"]
+        "64", "--samples", "64", "--quiet"]
 CPU = torch.device("cpu")
 
 # ----------------------------------------------------------------------------- the settings
@@ -50,12 +50,14 @@ def test_settings_are_validated():
                                                              ["grad_norm", "synflow", "naswot"], "proxy_batch": 64}}
 
 
-def test_deep_fsp_is_the_mean_of_the_deepest_third():
-    assert deep_fsp([1.0, 2.0, 3.0]) == 3.0  # ceil(3 / 3) = 1 cell
-    assert deep_fsp([1.0, 2.0, 3.0, 4.0]) == 3.5  # ceil(4 / 3) = 2 cells
-    assert deep_fsp([float(i) for i in range(20)]) == sum(range(13, 20)) / 7  # ceil(20 / 3) = 7 cells
+def test_deep_fsp_is_the_mean_of_the_deep_cells():
+    assert deep_fsp([1.0, 2.0, 3.0]) == 3.0  # deep_cells(3) = range(2, 3)
+    assert deep_fsp([1.0, 2.0, 3.0, 4.0]) == 3.5  # range(2, 4)
+    assert deep_fsp([float(i) for i in range(20)]) == sum(range(13, 20)) / 7  # range(13, 20): from the 2nd reduction
+    assert deep_fsp([float(i) for i in range(6)]) == 4.5  # the demo's 6 cells: reduction cell 4 and normal cell 5
     assert deep_fsp([5.0]) == 5.0
-    for bad in ([], [1.0, None, 3.0], [1.0, float("nan"), 3.0], [1.0, 2.0, float("inf")]):
+    assert deep_fsp([1.0, None, 3.0]) == 3.0  # a shallow cell's missing value does not matter
+    for bad in ([], [1.0, 2.0, None], [1.0, 2.0, float("nan")], [1.0, 2.0, float("inf")]):
         assert deep_fsp(bad) is None
 
 
@@ -174,9 +176,9 @@ def test_fspkit_search_records_validate_and_the_filter_keeps_the_smallest_half(f
     assert sum(r["filtered_out"] for r in records) == 3
     stored = json.loads((fsp_run / "search.json").read_text())
     assert stored["plugin"] == FSPSearchConfig(keep=0.5).plugin()
-    from fspkit.stats.study import load_records
+    from robnet.search.records import read_records
 
-    assert load_records(fsp_run) == records
+    assert read_records(fsp_run).records == records
 
 
 @pytest.mark.slow
@@ -210,8 +212,8 @@ def test_the_other_cli_cannot_continue_a_folder(fsp_run, tmp_path, capsys):
     assert robnet_main(["search", "finetune", "--out", str(run)]) == 1
     err = capsys.readouterr().err.strip()
     assert err == (f"robnet search: error: {run} holds a search made by `fspkit search` (its settings: fspkit); "
-                   f"`robnet search finetune` cannot add them to the candidates. Hint: continue it with `fspkit "
-                   f"search finetune --out {run}`")
+                   f"this command cannot add them to the candidates. Hint: continue it with `fspkit search all --out "
+                   f"{run}`")
     # a report is fine, and fspkit continues its own folder without repeating its flags
     assert robnet_main(["search", "report", str(run)]) == 0
     assert "(3 filtered out before finetuning)" in capsys.readouterr().out

@@ -450,7 +450,7 @@ def test_cli_same_seed_same_weights_and_log(tmp_path, capsys):
      (["--batch-size", "128"], "training set of 64 images gives no full batch of 128"),
      (["--epochs", "0"], "TrainConfig: epochs must be >= 1, got 0"),
      (["--model", "robnet_smal"], "unknown architecture 'robnet_smal'. Did you mean robnet_large"),
-     (["--arch", "resnet18", "--C", "4"], "unknown key(s) ['C'] for zoo model 'resnet18'; it accepts num_classes")],
+     (["--arch", "resnet18"], "unknown key(s) ['C', 'layers'] for zoo model 'resnet18'; it accepts num_classes")],
 )
 def test_cli_bad_inputs_one_line_and_no_folder(tmp_path, capsys, extra, message):
     out = tmp_path / "never" / "run"
