@@ -9,24 +9,17 @@
   :class:`AttackConfig`, :func:`parse_attack`, :func:`normalize_spec`, :func:`make_attack`
   (:mod:`~robnet.attacks.spec`).
 * :func:`evaluate`: the paper's Table 1 row for any model, with gradient-masking checks
-  (:func:`gradient_masking_report`) (:mod:`~robnet.attacks.evaluation`).
+  (:func:`gradient_masking_report`, :mod:`~robnet.attacks.masking`) (:mod:`~robnet.attacks.evaluation`).
 
 Settings, threat model and decisions: docs/design.md §3.
 """
 
 from .apgd import apgd
 from .autoattack import AUTOATTACK_ATTACKS, AutoAttackResult, autoattack, autoattack_result
-from .evaluation import (
-    AttackResult,
-    EvalReport,
-    MaskingReport,
-    evaluate,
-    gradient_masking_checks,
-    gradient_masking_report,
-    wilson_interval,
-)
+from .evaluation import AttackResult, EvalReport, evaluate, wilson_interval
 from .fab import fab_t
 from .gradient import AttackFn, deepfool, fgsm, mifgsm, no_attack, pgd, pgd_l2
+from .masking import MaskingReport, gradient_masking_checks, gradient_masking_report
 from .spec import (
     ATTACK_NAMES,
     AttackConfig,

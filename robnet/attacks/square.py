@@ -2,7 +2,7 @@
 
 Square uses the model's logits only, never its gradients, so gradient masking cannot stop it: when
 it finds adversarial examples a white-box attack missed, the white-box attack was being fooled
-(a masking signature AutoAttack and :func:`robnet.attacks.evaluation.gradient_masking_report`
+(a masking signature AutoAttack and :func:`robnet.attacks.masking.gradient_masking_report`
 look for). It is the last attack of AutoAttack; settings: docs/design.md §3.
 
 Random search on the margin loss ``m(x) = z_y - max_{i != y} z_i`` (logits ``z``; the point is

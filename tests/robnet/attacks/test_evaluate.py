@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 import robnet
-from robnet.attacks.evaluation import evaluate, gradient_masking_checks, wilson_interval
+from robnet.attacks.evaluation import evaluate, wilson_interval
+from robnet.attacks.masking import gradient_masking_checks
 from robnet.attacks.spec import parse_attack
 from robnet.data.datasets import load_dataset
 
@@ -253,13 +254,15 @@ def test_non_finite_outputs_are_refused_before_evaluation():
 def test_masking_checks_use_the_radius_of_the_attacks(monkeypatch):
     """Before: the checks always ran at 8/255, whatever eps the attacks used."""
     import robnet.attacks.evaluation as ev
-    from robnet.attacks.evaluation import masking_settings
+    from robnet.attacks.masking import masking_settings
 
     cfgs = [parse_attack(s) for s in ("clean", "fgsm:eps=0.1", "pgd5:eps=0.2,step_size=0.05", "pgd3:eps=0.3")]
     assert masking_settings(cfgs) == (0.2, 0.05)  # the PGD with the most steps
     assert masking_settings(cfgs[:2]) == (0.1, 0.025)  # FGSM only: step eps/4
     assert masking_settings([parse_attack("clean"), parse_attack("pgd20_l2")]) is None
     assert masking_settings([parse_attack("pgd20:eps=inf")]) is None
+    assert masking_settings([parse_attack("clean"), parse_attack("autoattack:eps=0.1")]) == (0.1, 0.025)
+    assert masking_settings([parse_attack("apgd-ce_l2"), parse_attack("square:eps=0.2")]) == (0.2, 0.05)
     seen = []
     real = ev.gradient_masking_report
 
@@ -311,7 +314,7 @@ def test_masking_report_numbers_and_verdicts():
     """A healthy adversarially trained model passes every check; a quantizing front end (zero gradients) is caught
     by the new protocol checks: black-box Square beats white-box PGD-20, and PGD-20 at eps 0.5 leaves points
     standing."""
-    from robnet.attacks.evaluation import MASKING_SQUARE_QUERIES, gradient_masking_report
+    from robnet.attacks.masking import MASKING_SQUARE_QUERIES, gradient_masking_report
     from tests.robnet.attacks._robust_digits import robust_digits
 
     model, x, y = robust_digits()
