@@ -1,6 +1,6 @@
 """The one-shot search's cost: candidate throughput, the paper-scale estimate, the FSP filter's value.
 
-Three parts in one run (issue 9, Performance):
+Three parts in one run (Performance):
 
 1. **Candidate throughput on the cpu-demo search.** The search runs first, exactly as
    ``fspkit search all --preset cpu-demo --fsp-keep 1 --out RUN`` does (``robnet.cli.search.run_search``

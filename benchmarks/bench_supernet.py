@@ -10,8 +10,8 @@ loop that draws an architecture per batch does) and updates through ``supernet(x
 optimizer holds every supernet parameter (unused ones have no gradient and are skipped).
 
 Steps are interleaved (supernet, standalone, supernet, ...) so that load from other processes hits
-both alike; the median per architecture is reported with the ratio supernet / standalone (issue 9
-target: at most 1.15x). On CUDA the clock reads after ``torch.cuda.synchronize`` and peak memory
+both alike; the median per architecture is reported with the ratio supernet / standalone (target:
+at most 1.15x). On CUDA the clock reads after ``torch.cuda.synchronize`` and peak memory
 is reported per side.
 
 Usage::

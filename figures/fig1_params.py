@@ -2,7 +2,7 @@
 
     python figures/fig1_params.py RESULTS [--out fig1_params.png]
 
-RESULTS: a run folder, or a .jsonl / .csv of candidate records (fspkit.stats.study.load_records).
+RESULTS: a run folder, or a .jsonl / .csv of candidate records (robnet.search.records.read_records).
 """
 
 from __future__ import annotations
@@ -18,15 +18,11 @@ if TYPE_CHECKING:
 
 
 def draw(records: list[dict[str, Any]], args: argparse.Namespace) -> tuple[Figure, int]:
-    rows = [r for r in records if r.get("params") is not None and r.get("pgd_acc") is not None]
-    fig = plots.new_figure(5.5, 4.2)
-    with plots.plot_style():
-        plots.plot_params(rows, fig.subplots())
-    return fig, len(rows)
+    return plots.draw_figure("fig1_params", records)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return plots.figure_script(argv, doc=__doc__ or "", default_out="fig1_params.png", draw=draw)
+    return plots.figure_script(argv, doc=__doc__ or "", default_out="fig1_params.png", draw=draw, seed_help=None)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""Fig. 4 (Finding #1): t-SNE of the genotype bits of the top-k (robust) and bottom-k candidates by
-PGD accuracy, and a logistic-regression classifier's weight per (edge, op) bit.
+"""Fig. 4 (Finding #1): t-SNE of the genotype bits of the most and least robust candidates (from 100
+points on), the paper's classifier's weight per (edge, op) bit and the classifier's within strata of
+equal conv count, with the positive share of identity and conv bits and its permutation p-value.
 
     python figures/fig4_finding1.py RESULTS [--out fig4_finding1.png] [--k K] [--seed 0]
 
-RESULTS: a run folder, or a .jsonl / .csv of candidate records (fspkit.stats.study.load_records).
+RESULTS: a run folder, or a .jsonl / .csv of candidate records (robnet.search.records.read_records).
+Every number drawn comes from fspkit.stats.analyze of the records: what `fspkit stats` prints.
 """
 
 from __future__ import annotations
@@ -19,24 +21,16 @@ if TYPE_CHECKING:
 
 
 def options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--k", type=int, default=None, help="group size (default: 30%% of the evaluated candidates)")
+    parser.add_argument("--k", type=int, default=None, help="group size of the paper's classifier (default: 30%% of "
+                        "the evaluated candidates)")
 
 
 def draw(records: list[dict[str, Any]], args: argparse.Namespace) -> tuple[Figure, int]:
-    rows = [r for r in records if r.get("bits") is not None and r.get("pgd_acc") is not None]
-    result = stats.finding1(stats.list_column(rows, "bits"), stats.column(rows, "pgd_acc"), k=args.k, rng=args.seed)
-    shared = len(result.weights) <= stats.BITS_PER_CELL
-    fig = plots.new_figure(11.0, 6.2 if shared else 4.6)
-    with plots.plot_style():
-        left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.0, 1.0 if shared else 1.6]})
-        plots.plot_tsne(result, left)
-        plots.plot_weights(result, right)
-    return fig, result.n
+    return plots.draw_figure("fig4_finding1", records, analysis=stats.analyze(records, rng=args.seed, k=args.k))
 
 
 def main(argv: list[str] | None = None) -> int:
-    return plots.figure_script(argv, doc=__doc__ or "", default_out="fig4_finding1.png", draw=draw, extra_args=options,
-                               seed_help="seed of the t-SNE and the cross-validation folds")
+    return plots.figure_script(argv, doc=__doc__ or "", default_out="fig4_finding1.png", draw=draw, extra_args=options)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""Fig. 5 (Finding #2): architecture density vs PGD accuracy, the least-squares line and its 95% band.
+"""Fig. 5 (Finding #1): density (paper Eq. 2) vs PGD accuracy coloured by conv count, the least-squares
+line with its 95% band, the marginal Spearman and the within-conv-count one that decides the verdict.
 
     python figures/fig5_density.py RESULTS [--out fig5_density.png] [--seed 0]
 
-RESULTS: a run folder, or a .jsonl / .csv of candidate records (fspkit.stats.study.load_records).
+RESULTS: a run folder, or a .jsonl / .csv of candidate records (robnet.search.records.read_records).
+Every number drawn comes from fspkit.stats.analyze of the records: what `fspkit stats` prints.
 """
 
 from __future__ import annotations
@@ -18,18 +20,11 @@ if TYPE_CHECKING:
 
 
 def draw(records: list[dict[str, Any]], args: argparse.Namespace) -> tuple[Figure, int]:
-    rows = [r for r in records if r.get("density") is not None and r.get("pgd_acc") is not None]
-    density, pgd = stats.column(rows, "density"), stats.column(rows, "pgd_acc")
-    fit = stats.finding2(density, pgd, rng=args.seed)
-    fig = plots.new_figure(6.5, 5.4)
-    with plots.plot_style():
-        plots.plot_density(fit, density, pgd, fig.subplots())
-    return fig, len(rows)
+    return plots.draw_figure("fig5_density", records, analysis=stats.analyze(records, rng=args.seed))
 
 
 def main(argv: list[str] | None = None) -> int:
-    return plots.figure_script(argv, doc=__doc__ or "", default_out="fig5_density.png", draw=draw,
-                               seed_help="seed of the bootstrap interval of Spearman's rho")
+    return plots.figure_script(argv, doc=__doc__ or "", default_out="fig5_density.png", draw=draw)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
-"""Fig. 6 (Finding #2): mean PGD accuracy per number of sep-convs on direct edges, one series per
-conv budget (or, for an unconstrained search, per tercile of the candidates' own conv count;
-cell-free: the mean over cells, to the nearest 0.5).
+"""Fig. 6 (Finding #2): mean PGD accuracy (95% t interval) per number of sep-convs on direct edges,
+one series per conv budget (an unconstrained search: per conv-count range; cell-free: the mean over
+cells, to the nearest 0.5), Spearman per series.
 
     python figures/fig6_direct_convs.py RESULTS [--out fig6_direct_convs.png] [--seed 0]
 
-RESULTS: a run folder, or a .jsonl / .csv of candidate records (fspkit.stats.study.load_records).
+RESULTS: a run folder, or a .jsonl / .csv of candidate records (robnet.search.records.read_records).
+Every number drawn comes from fspkit.stats.analyze of the records: what `fspkit stats` prints.
 """
 
 from __future__ import annotations
@@ -20,18 +21,11 @@ if TYPE_CHECKING:
 
 
 def draw(records: list[dict[str, Any]], args: argparse.Namespace) -> tuple[Figure, int]:
-    rows = [r for r in records if r.get("direct_convs") is not None and r.get("pgd_acc") is not None]
-    keys, labels = plots.series(rows)
-    result = stats.direct_convs_by_budget(plots.direct_convs(rows), keys, stats.column(rows, "pgd_acc"), rng=args.seed)
-    fig = plots.new_figure(6.5, 5.4)
-    with plots.plot_style():
-        plots.plot_direct_convs(result, fig.subplots(), labels=labels)
-    return fig, len(rows)
+    return plots.draw_figure("fig6_direct_convs", records, analysis=stats.analyze(records, rng=args.seed))
 
 
 def main(argv: list[str] | None = None) -> int:
-    return plots.figure_script(argv, doc=__doc__ or "", default_out="fig6_direct_convs.png", draw=draw,
-                               seed_help="seed of the bootstrap intervals of Spearman's rho")
+    return plots.figure_script(argv, doc=__doc__ or "", default_out="fig6_direct_convs.png", draw=draw)
 
 
 if __name__ == "__main__":

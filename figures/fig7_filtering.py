@@ -1,9 +1,10 @@
-"""Fig. 7 (FSP filter): the PGD-accuracy distribution of all candidates and of those the FSP filter
-keeps (the run's own filter, or one simulated at --keep on an unfiltered run).
+"""Fig. 7 (FSP filter): PGD-accuracy histogram of all candidates and of those the FSP filter keeps,
+with the filter's recall of the true top candidates and its exact p-value against a random filter.
 
-    python figures/fig7_filtering.py RESULTS [--out fig7_filtering.png] [--keep 0.3]
+    python figures/fig7_filtering.py RESULTS [--out fig7_filtering.png] [--keep 0.3] [--seed 0]
 
-RESULTS: a run folder, or a .jsonl / .csv of candidate records (fspkit.stats.study.load_records).
+RESULTS: a run folder, or a .jsonl / .csv of candidate records (robnet.search.records.read_records).
+Every number drawn comes from fspkit.stats.analyze of the records: what `fspkit stats` prints.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from fspkit import plots
+from fspkit import plots, stats
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -24,14 +25,7 @@ def options(parser: argparse.ArgumentParser) -> None:
 
 
 def draw(records: list[dict[str, Any]], args: argparse.Namespace) -> tuple[Figure, int]:
-    filtered = any(r.get("filtered_out") for r in records)
-    score = ("fsp_deep_before_finetune" if any(r.get("fsp_deep_before_finetune") is not None for r in records)
-             else "fsp_before_finetune")
-    needs = ("pgd_acc_before_finetune",) if filtered else (score, "pgd_acc")
-    fig = plots.new_figure(6.5, 4.4)
-    with plots.plot_style():
-        plots.plot_filtering(records, fig.subplots(), keep=args.keep)
-    return fig, sum(all(r.get(c) is not None for c in needs) for r in records)
+    return plots.draw_figure("fig7_filtering", records, analysis=stats.analyze(records, rng=args.seed, keep=args.keep))
 
 
 def main(argv: list[str] | None = None) -> int:

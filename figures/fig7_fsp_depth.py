@@ -1,9 +1,11 @@
-"""Fig. 7 (Finding #3): FSP distance per cell depth of the robust (top-k by PGD accuracy) and
-non-robust (bottom-k) candidates, raw and relative (||G(x) - G(x_adv)||^2 / ||G(x)||^2).
+"""Fig. 7 (Finding #3): per cell, the Spearman correlation of the negated FSP distance with PGD accuracy
+(deep cells shaded, Holm-significant ones starred), and the median raw and relative distance of the
+robust and non-robust candidates with order-statistic intervals.
 
-    python figures/fig7_fsp_depth.py RESULTS [--out fig7_fsp_depth.png] [--stage after|before] [--k K]
+    python figures/fig7_fsp_depth.py RESULTS [--out fig7_fsp_depth.png] [--stage after|before] [--seed 0]
 
-RESULTS: a run folder, or a .jsonl / .csv of candidate records (fspkit.stats.study.load_records).
+RESULTS: a run folder, or a .jsonl / .csv of candidate records (robnet.search.records.read_records).
+Every number drawn comes from fspkit.stats.analyze of the records: what `fspkit stats` prints.
 """
 
 from __future__ import annotations
@@ -21,15 +23,11 @@ if TYPE_CHECKING:
 def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stage", choices=["after", "before"], default=None,
                         help="finetuned or inherited weights (default: after, when recorded)")
-    parser.add_argument("--k", type=int, default=None, help="group size (default: 30%% of the candidates)")
 
 
 def draw(records: list[dict[str, Any]], args: argparse.Namespace) -> tuple[Figure, int]:
-    stage = args.stage or ("after" if any(r.get("fsp") is not None for r in records) else "before")
-    raw, _, _, pgd, _ = stats.STAGES[stage]
-    fig = plots.new_figure(11.0, 4.4)
-    plots.plot_fsp_depth(records, fig, stage=stage, k=args.k)
-    return fig, sum(r.get(raw) is not None and r.get(pgd) is not None for r in records)
+    analysis = stats.analyze(records, rng=args.seed)
+    return plots.draw_figure("fig7_fsp_depth", records, analysis=analysis, stage=args.stage)
 
 
 def main(argv: list[str] | None = None) -> int:

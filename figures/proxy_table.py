@@ -1,9 +1,11 @@
-"""The proxy table as a figure: each cheap robustness proxy's Spearman with final PGD accuracy
-(95% CI), its recall of the true top 10% when keeping 30%, and its cost per candidate.
+"""The proxy table: each cheap proxy's and free baseline's sign-adjusted Spearman with final PGD
+accuracy (95% CI; hollow when it does not beat the parameter count), its recall of the true top 10%
+keeping 30% (interval, exact p-value against a random filter) and its cost per candidate.
 
     python figures/proxy_table.py RESULTS [--out proxy_table.png] [--keep 0.3] [--top 0.1] [--seed 0]
 
-RESULTS: a run folder, or a .jsonl / .csv of candidate records (fspkit.stats.study.load_records).
+RESULTS: a run folder, or a .jsonl / .csv of candidate records (robnet.search.records.read_records).
+Every number drawn comes from fspkit.stats.analyze of the records: what `fspkit stats` prints.
 """
 
 from __future__ import annotations
@@ -24,19 +26,12 @@ def options(parser: argparse.ArgumentParser) -> None:
 
 
 def draw(records: list[dict[str, Any]], args: argparse.Namespace) -> tuple[Figure, int]:
-    present = [p for p, (col, _, _) in stats.PROXIES.items() if stats.has_column(records, col)]
-    table = stats.proxy_table(records, present, keep=args.keep, top=args.top, rng=args.seed)
-    filtered = sum(bool(r.get("filtered_out")) for r in records)
-    note = (f"the FSP filter left out {filtered} candidates: every proxy is ranked among the finetuned ones "
-            "only" if filtered else None)
-    fig = plots.new_figure(11.0, 1.6 + 0.45 * len(table.rows) + (0.3 if note else 0.0))
-    plots.plot_proxies(table, fig, note=note)
-    return fig, table.rows[0].quality.n if table.rows else 0
+    analysis = stats.analyze(records, rng=args.seed, keep=args.keep, top=args.top)
+    return plots.draw_figure("proxy_table", records, analysis=analysis)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return plots.figure_script(argv, doc=__doc__ or "", default_out="proxy_table.png", draw=draw, extra_args=options,
-                               seed_help="seed of the bootstrap intervals")
+    return plots.figure_script(argv, doc=__doc__ or "", default_out="proxy_table.png", draw=draw, extra_args=options)
 
 
 if __name__ == "__main__":

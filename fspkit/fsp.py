@@ -10,7 +10,7 @@ and the FSP loss of a cell used by RobNets (Guo et al., CVPR 2020, section 4.3) 
     L = (1 / N) * sum_x || G(x) - G(x_adv) ||_F^2.
 
 On untrained networks the raw distance largely tracks the scale of the cell's activations
-(SPEC §5), so the scale-free relative distance
+(docs/design.md §5), so the scale-free relative distance
 
     r(x) = || G(x) - G(x_adv) ||_F^2 / || G(x) ||_F^2
 
@@ -18,7 +18,7 @@ and the activation scale || G(x) ||_F^2 come out of the same fused pass
 (:func:`fsp_pair_terms`), and :func:`fsp_relative_distance` computes r from two sets of matrices.
 r is invariant under a common rescaling of both maps (G scales by c, both norms by c^2).
 
-Decisions (SPEC §5): when the two maps have different spatial sizes (reduction cells) the larger
+Decisions (docs/design.md §5): when the two maps have different spatial sizes (reduction cells) the larger
 one is average-pooled (``adaptive_avg_pool2d``) to the smaller one; max pooling changes G by a
 factor of about two and is never used. All FSP math runs in float32 or wider, with autocast
 disabled, whatever the dtype of the maps (bf16 maps from mixed-precision forwards are cast up).
@@ -203,7 +203,7 @@ def fsp_distance(g_a: torch.Tensor, g_b: torch.Tensor, *, reduction: Reduction =
 
 
 def fsp_relative_distance(g_a: torch.Tensor, g_b: torch.Tensor, *, reduction: Reduction = "none") -> torch.Tensor:
-    """Scale-free FSP distance r_i = || G_a[i] - G_b[i] ||_F^2 / || G_a[i] ||_F^2 (SPEC §5 caveat).
+    """Scale-free FSP distance r_i = || G_a[i] - G_b[i] ||_F^2 / || G_a[i] ||_F^2 (docs/design.md §5 caveat).
 
     ``g_a`` is the reference (clean) matrix. r is unchanged when both matrices are multiplied by
     the same non-zero constant, so it separates feature stability from activation size. The
@@ -240,7 +240,7 @@ def fsp_pair_terms(f_in: torch.Tensor, f_out: torch.Tensor, *, split: int,
         d_i = || G(x_i) - G(x_adv_i) ||_F^2      (the per-sample terms of the FSP loss)
         s_i = || G(x_i) ||_F^2                   (the clean activation scale)
 
-    both divided by m * n when ``normalize``. The relative distance of SPEC §5 is ``d / s``
+    both divided by m * n when ``normalize``. The relative distance of docs/design.md §5 is ``d / s``
     (unaffected by ``normalize``). No extra forward and no second einsum: ``s`` reuses the clean
     half of the same G.
 

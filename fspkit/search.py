@@ -5,7 +5,7 @@ robnet's pipeline takes two callables and never imports fspkit:
 * :class:`FSPScorer` (a ``scorer``): for every candidate, with the inherited weights (before
   finetuning) and again after finetuning, the per-cell clean-vs-PGD FSP distance L_l, the
   scale-free relative distance ||G(x) - G(x_adv)||^2 / ||G(x)||^2 and the activation scale
-  ||G(x)||^2 (SPEC §5), on the search's validation batches and attack; before finetuning also
+  ||G(x)||^2 (docs/design.md §5), on the search's validation batches and attack; before finetuning also
   the zero-cost proxies of :mod:`fspkit.proxies`, each with its cost in seconds.
 * :func:`fsp_filter` (a ``candidate_filter``): from every candidate's first-pass record, the ids
   to finetune: the fraction ``keep`` with the smallest FSP distance of the deep cells (the paper

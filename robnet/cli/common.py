@@ -141,7 +141,7 @@ def add_model_flags(p: argparse.ArgumentParser | Any) -> None:
 
 def add_common_flags(p: argparse.ArgumentParser, *, amp: bool = False) -> None:
     """``--device``, ``--seed``, ``--quiet``, ``--debug`` and, with ``amp=True``, the opt-in
-    ``--amp`` (bf16 autocast during the attacks, off by default: it can mask gradients, SPEC §3)."""
+    ``--amp`` (bf16 autocast during the attacks, off by default: it can mask gradients, docs/design.md §3)."""
     p.add_argument("--device", default=None,
                    help="cpu, cuda, cuda:1, mps (default: cuda when available, else cpu)")
     p.add_argument("--seed", type=int, default=0, help="seeds every random choice (default: %(default)s)")

@@ -11,7 +11,7 @@ What it may import is an :class:`Allowlist`:
 Any other global is either refused (``on_unknown="refuse"``: ``pickle.UnpicklingError`` naming
 it) or replaced by an inert placeholder class (``on_unknown="placeholder"``) that swallows
 whatever the pickle does with it, so the tensors of a checkpoint whose extras hold, say, a
-pickled lr-scheduler still load while nothing of the scheduler runs or is kept (SPEC §1).
+pickled lr-scheduler still load while nothing of the scheduler runs or is kept (docs/design.md §1).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """CIFAR baseline networks of the paper's Table 1: ResNet-18/50, WRN-28-10, DenseNet-121.
 
 All four are the CIFAR variants (3x3 stem at stride 1, no max-pool, global average pool before
-the classifier) with the exact parameter counts of SPEC "Model zoo" at 10 classes:
+the classifier) with the exact parameter counts of docs/design.md §1 at 10 classes:
 
 ==============  ==========  ==============================================================
 resnet18        11,173,962  BasicBlock [2, 2, 2, 2], widths 64..512, conv+BN shortcuts

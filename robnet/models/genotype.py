@@ -29,7 +29,7 @@ NUM_NODES = 4
 NUM_EDGES = 14
 # (source, target) per edge; sources 0/1 are s0/s1, 2.. are f1..; targets 0..3 are f1..f4.
 EDGES: tuple[tuple[int, int], ...] = tuple((src, node) for node in range(NUM_NODES) for src in range(node + 2))
-# Decision (SPEC §2): edges between consecutive nodes s1->f1, f1->f2, f2->f3, f3->f4.
+# Decision (docs/design.md §2): edges between consecutive nodes s1->f1, f1->f2, f2->f3, f3->f4.
 DIRECT_EDGES: tuple[int, ...] = (1, 4, 8, 13)
 SKIP_EDGES: tuple[int, ...] = tuple(i for i in range(NUM_EDGES) if i not in DIRECT_EDGES)
 # Edges leaving s0/s1: the ones that run at stride 2 in a reduction cell.

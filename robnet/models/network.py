@@ -1,6 +1,6 @@
 """RobNet cells and networks with the official module names and state_dict layout.
 
-Macro (SPEC §1): stem conv3x3 (3 -> 3C) + BN; L cells with reductions at L//3 and 2L//3 (channels
+Macro (docs/design.md §1): stem conv3x3 (3 -> 3C) + BN; L cells with reductions at L//3 and 2L//3 (channels
 double, edges leaving s0/s1 at stride 2); global average pool -> Linear(4 * C_last, classes).
 Each cell sees s0 = output of cell k-2 and s1 = output of cell k-1.
 """
@@ -33,7 +33,7 @@ class RobNetCell(nn.Module):
 
     # Marks the unit fspkit captures by default (fspkit looks for this flag; it never imports robnet).
     is_cell = True
-    # The FSP input of a cell is its s1 argument (SPEC §5 decision).
+    # The FSP input of a cell is its s1 argument (docs/design.md §5 decision).
     fsp_input_index = 1
 
     def __init__(self, c_prev_prev: int, c_prev: int, c: int, *, reduction: bool, reduction_prev: bool,

@@ -2,7 +2,7 @@
 
 Attribute names (``op``, ``conv``, ``res``, ``conv_1``, ``conv_2``, ``bn``) are part of the
 official state_dict layout: official checkpoints load into these modules with ``strict=True``.
-All BatchNorms inside cells are ``affine=False`` (SPEC §1).
+All BatchNorms inside cells are ``affine=False`` (docs/design.md §1).
 """
 
 from __future__ import annotations

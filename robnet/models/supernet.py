@@ -1,4 +1,4 @@
-"""The weight-sharing supernet of the one-shot search (Guo et al., CVPR 2020, §3.2 and SPEC §4).
+"""The weight-sharing supernet of the one-shot search (Guo et al., CVPR 2020, §3.2 and docs/design.md §4).
 
 Every edge of every cell holds both candidate ops: one 3x3 sep-conv and the identity
 (FactorizedReduce on the stride-2 edges of a reduction cell). A genotype selects, per edge,
@@ -18,7 +18,7 @@ sep-conv) and ``10`` (the FactorizedReduce): :meth:`SuperNet.extract` maps the k
 returns a standalone :class:`robnet.models.network.RobNet` holding copies of the inherited weights, so
 that in eval mode ``supernet(x, g) == supernet.extract(g)(x)``.
 
-BatchNorm: every BN inside a cell is ``affine=False`` (SPEC §1), so the shared parameters are the
+BatchNorm: every BN inside a cell is ``affine=False`` (docs/design.md §1), so the shared parameters are the
 convolutions only. Running statistics are shared too: they average over every architecture the
 supernet was trained on, so a candidate's statistics are recalibrated before it is evaluated
 (:func:`robnet.search.candidate.recalibrate_bn` on ``supernet.bind(g)`` or on the extracted network).
@@ -62,7 +62,7 @@ def _check_int(name: str, value: object, minimum: int, hint: str = "") -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class SuperNetConfig:
-    """The supernet's macro structure (SPEC §1); goes verbatim (``asdict``) into checkpoints.
+    """The supernet's macro structure (docs/design.md §1); goes verbatim (``asdict``) into checkpoints.
 
     Attributes:
         C: channels per node in the first cells (doubled at each reduction); even.

@@ -1,6 +1,6 @@
 """Model zoo: ``build_model(name, num_classes=..., **overrides)`` over a plain registry.
 
-RobNets use the official genotypes and macros (SPEC §1); baselines are the CIFAR variants used
+RobNets use the official genotypes and macros (docs/design.md §1); baselines are the CIFAR variants used
 in the paper's Table 1. Every entry accepts ``denoise=...`` to insert feature-denoising blocks
 (Xie et al. 2019) after chosen cells (RobNets) or stages (baselines). :func:`register` adds a
 model (tests, users' own architectures) without touching the module's dicts.

@@ -23,13 +23,13 @@ SCHEDULES = ("full", "halving")
 
 __all__ = ["PAPER_BUDGETS", "PRESETS", "SCHEDULES", "SearchConfig", "preset_config", "sample_candidates", "space_size"]
 
-# SPEC §1 decision: RobNet-small / -medium / -large = 7 / 10 / 13 sep-convs per shared cell.
+# docs/design.md §1 decision: RobNet-small / -medium / -large = 7 / 10 / 13 sep-convs per shared cell.
 PAPER_BUDGETS: dict[str, int] = {"small": 7, "medium": 10, "large": 13}
 
 
 def _paper_supernet() -> TrainConfig:
-    # The official recipe of `robnet train` where it applies (SPEC §3), for 300 supernet epochs
-    # (SPEC §3 "Known cost"); the warm-up keeps its 20 epochs.
+    # The official recipe of `robnet train` where it applies (docs/design.md §3), for 300 supernet epochs
+    # (docs/design.md §3 "Known cost"); the warm-up keeps its 20 epochs.
     return TrainConfig(epochs=300, warmup_epochs=20, batch_size=128)
 
 
@@ -54,12 +54,12 @@ class SearchConfig:
         subset: use the first N training images (smoke runs).
         val_size: held-out fraction (or count, when >= 1) of the training set used to evaluate
             candidates.
-        C, layers, cell_free, imagenet_stem: the supernet's macro structure (SPEC §1).
+        C, layers, cell_free, imagenet_stem: the supernet's macro structure (docs/design.md §1).
         candidates: number of architectures sampled, evaluated and finetuned (paper: 1,000).
         budget: exact number of sep-convs per cell for the candidates (None: unconstrained), or
             several budgets (a tuple): candidate ``i`` then has budget ``budget[i % len(budget)]``
             (Finding #2 compares budgets). The supernet itself is trained on uniformly random
-            bits (SPEC §4.1).
+            bits (docs/design.md §4).
         supernet: the supernet's PGD adversarial training recipe.
         finetune: each candidate's PGD finetuning recipe (its ``epochs`` are the paper's K=3).
         eval_attack: attack spec (``robnet.attacks.spec``) for the candidates' robust accuracy.

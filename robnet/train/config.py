@@ -1,6 +1,6 @@
 """The plain-data side of adversarial training: the recipe, the epoch record, the data checks.
 
-* :class:`TrainConfig`: the recipe (official RobNets defaults, SPEC §3), validated on creation:
+* :class:`TrainConfig`: the recipe (official RobNets defaults, docs/design.md §3), validated on creation:
   every number finite, every range checked.
 * :class:`EpochRecord`: what one epoch did; :func:`format_epoch` is its one-line form (log and
   CLIs, epochs counted from 1, 3 decimals) and :data:`LOG_FIELDS` its ``log.csv`` columns, read
@@ -63,7 +63,7 @@ class TrainConfig:
         seed: decides data order, augmentation and attack noise.
         val_attack_steps: PGD steps for the per-epoch validation accuracy.
         amp: bf16 autocast for training *and* the validation attacks (opt-in: bf16 during an
-            attack can mask gradients, SPEC §3); recorded as each epoch's ``precision``.
+            attack can mask gradients, docs/design.md §3); recorded as each epoch's ``precision``.
         channels_last: NHWC memory format (default on: faster on CUDA, and 15-30% faster for RobNet
             fwd+bwd on the CPU measured in benchmarks/results/bench_train_step.md).
         compile: wrap the model in ``torch.compile``.

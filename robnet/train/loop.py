@@ -1,6 +1,6 @@
 """PGD adversarial training (Madry et al. 2018) with the official RobNets recipe as the default.
 
-Recipe (SPEC §3): adversarial examples only (no clean mix), PGD-7 with eps 8/255 and step 2/255
+Recipe (docs/design.md §3): adversarial examples only (no clean mix), PGD-7 with eps 8/255 and step 2/255
 from a uniform random start; SGD momentum 0.9, weight decay 1e-4 with none on BN and biases;
 20 epochs of linear warm-up from 0.02 to the peak lr, then cosine down to 0.001 over 150 epochs
 (the official ``CosineLRScheduler``, stepped once per epoch); peak lr 1.2 at batch 1536, scaled
@@ -284,7 +284,7 @@ def validate(model: nn.Module, loader: DeviceLoader, *, config: TrainConfig, dev
     ``loader`` (exact under DDP: the counts are summed over the loader's ranks).
 
     The attack runs in float32 unless ``amp`` (bf16 attacks can report inflated robustness,
-    SPEC §3); its random start is seeded by ``config.seed`` and the rank.
+    docs/design.md §3); its random start is seeded by ``config.seed`` and the rank.
     """
     rank, world = loader.rank, loader.world_size
     clean = torch.zeros((), dtype=torch.long, device=device)

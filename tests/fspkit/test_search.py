@@ -1,5 +1,5 @@
 """fspkit.search and ``fspkit search``: the FSP scorer and filter plugged into robnet's one-shot
-search (issue 9), on hand-made records and end to end."""
+search, on hand-made records and end to end."""
 
 import json
 import re

@@ -1,6 +1,6 @@
 """The robnet command line (robnet.cli.app): demo, models, train, eval.
 
-Each reliability item of issue 8 that reaches ``robnet eval`` has a test that reproduces it: output
+Each reliability item that reaches ``robnet eval`` has a test that reproduces it: output
 paths checked before any compute (8.6), non-finite models and empty selections refused, strict
 JSON (8.8), model/data class counts (8.9), float32 attacks by default with ``--amp`` recorded
 (8.10), one-line errors for bad devices, channels, transfer sources, radii and attack lists, and
@@ -189,7 +189,7 @@ def test_robnet_demo_runs_on_digits(capsys: pytest.CaptureFixture[str]) -> None:
     captured = capsys.readouterr()
     out = captured.out + captured.err  # the epoch line is a log line (stderr), hidden by --quiet
     assert "sep-convs/cell 7" in out and "epoch 1" in out and "digits test set, eps 0.1 (n=360)" in out
-    assert out.count("epoch 1") == 1  # printed once (issue 7.2)
+    assert out.count("epoch 1") == 1  # printed once
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")

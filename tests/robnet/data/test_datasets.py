@@ -317,7 +317,7 @@ def test_real_cifar10(caplog):
 
 
 def test_imagenet_val_subset_keeps_the_standard_labels(tmp_path, save_image):
-    # issue 8.9: a val folder holding some of the 1,000 classes is labelled with the standard
+    # a val folder holding some of the 1,000 classes is labelled with the standard
     # ILSVRC-2012 indices (sorted wnids), not renumbered among the folders present
     val = tmp_path / "imagenet" / "val"
     for wnid in ("n15075141", "n01443537", "n02123045"):  # the last class, goldfish, tabby

@@ -295,7 +295,7 @@ def test_make_loader_refuses_mixed_sizes(tmp_path, save_image):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_unreadable_image_is_one_line_naming_the_file(tmp_path, save_image, workers):
-    # issue 8.12: a corrupt JPEG read by DataLoader workers gave a worker traceback, not the file
+    # a corrupt JPEG read by DataLoader workers gave a worker traceback, not the file
     good = save_image(tmp_path / "good.JPEG", (9, 9, 9), fmt="JPEG")
     truncated = tmp_path / "truncated.JPEG"
     truncated.write_bytes(good.read_bytes()[:200])

@@ -121,7 +121,7 @@ def test_round_trip_zoo_name(tmp_path: Path) -> None:
     assert meta == {}
     assert ck.load_raw(path)["arch"] == {"name": "robnet_large", "num_classes": 10}
     _assert_same_state(model, loaded)
-    # SPEC §1 parameter count, from the recorded arch alone (meta device: no memory).
+    # docs/design.md §1 parameter count, from the recorded arch alone (meta device: no memory).
     with torch.device("meta"):
         assert sum(p.numel() for p in A.build_from_arch("robnet_large").parameters()) == 6_842_710
 
@@ -476,7 +476,7 @@ def test_load_any_prefers_recorded_arch(tmp_path: Path, small: nn.Module,
     assert "ignoring arch robnet_free" in caplog.text
 
 
-# ----------------------------------------------------------------------------- crafted files (issue 8.12)
+# ----------------------------------------------------------------------------- crafted files
 
 
 def _crafted(tmp_path: Path, small: nn.Module, **changes: Any) -> Path:

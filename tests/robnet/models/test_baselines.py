@@ -13,7 +13,7 @@ import robnet
 from robnet.models import baselines
 from robnet.models.ops import NonLocalDenoise
 
-# SPEC "Model zoo and exact parameter counts", 10 classes.
+# docs/design.md §1, 10 classes.
 EXPECTED_PARAMS = {
     "resnet18": 11_173_962,
     "resnet50": 23_520_842,

@@ -54,7 +54,7 @@ def test_density_and_budget_hand_made():
 
 
 def test_robnet_large_statistics():
-    # RobNet-large has 13 sep-convs per cell (SPEC §1: small would have 7)
+    # RobNet-large has 13 sep-convs per cell (docs/design.md §1: small would have 7)
     assert ROBNET_LARGE.num_convs() == [13]
     assert ROBNET_LARGE.density() == pytest.approx(22 / 28)
     assert ROBNET_LARGE.direct_edge_convs() == [3]  # edge 8 (f2->f3) is identity only

@@ -110,7 +110,7 @@ def test_robnet_num_params_is_exact(seed):
 
 
 def test_robnet_num_params_of_the_zoo_and_of_absurd_sizes():
-    assert robnet_num_params(ROBNET_LARGE) == 6_842_710  # SPEC §1
+    assert robnet_num_params(ROBNET_LARGE) == 6_842_710  # docs/design.md §1
     assert robnet_num_params(ROBNET_FREE, num_classes=100) == 5_491_720
     assert robnet_num_params(ROBNET_LARGE, C=64, layers=33) == 33_326_666
     # never built: about 4e13 parameters, counted in a single pass over the cells

@@ -18,7 +18,7 @@ def n_params(m: torch.nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-# (name, params at 10 classes, params at 100 classes) from SPEC §1
+# (name, params at 10 classes, params at 100 classes) from docs/design.md §1
 ROBNETS = [
     ("robnet_large", 6_842_710, 6_894_640),
     ("robnet_large_v2", 33_326_666, 33_418_916),

@@ -1,4 +1,4 @@
-"""robnet.search.config: the search's settings, its presets and the candidate sampler (issue 9)."""
+"""robnet.search.config: the search's settings, its presets and the candidate sampler."""
 
 import dataclasses
 import json
@@ -120,7 +120,7 @@ def test_cpu_demo_preset():
     demo = preset_config("cpu-demo")
     assert (demo.data, demo.C, demo.layers, demo.candidates, demo.budget) == ("digits", 4, 3, 45, (4, 7, 10))
     assert demo.per_budget() == [15, 15, 15]
-    assert demo.candidates >= 30  # issue 9: at least 30 finetuned candidates
+    assert demo.candidates >= 30  # at least 30 finetuned candidates
 
 
 def test_unknown_preset_is_refused_with_a_close_match():

@@ -1,5 +1,5 @@
 """robnet.search.stages and ``robnet search``: the one-shot search's stages, records, resumption and
-sharding (issue 9 acceptance).
+sharding.
 
 One tiny search (C=4, 3 cells, 6 candidates, digits, a 1-epoch supernet) is trained and sampled
 once per module; every test works on a copy of its folder.

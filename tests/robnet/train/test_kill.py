@@ -1,4 +1,4 @@
-"""Kills at any moment leave a training run folder consistent after ``--resume`` (issue 8.3, 8.4).
+"""Kills at any moment leave a training run folder consistent after ``--resume``.
 
 Two ways: a kill simulated inside each write window of an epoch (deterministic, in-process), and
 the acceptance test: ``robnet train`` in a subprocess, SIGKILLed at 20 seeded random moments, each
