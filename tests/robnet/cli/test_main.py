@@ -106,7 +106,8 @@ def test_robnet_eval_cli_json(digits_ckpt: Path, tmp_path: Path, capsys: pytest.
         (["eval", "{missing}", "--data", "digits"], "checkpoint not found"),
         (["eval", "{ckpt}", "--data", "digits", "--attacks", "pgdd"], "unknown attack"),
         (["eval", "{ckpt}", "--data", "digits", "--subset", "1000"], "larger than the test split"),
-        (["train", "--data", "digits", "--out", "{tmp}/r", "--arch", "robnet_smal"], "unknown architecture 'robnet_smal'"),
+        (["train", "--data", "digits", "--out", "{tmp}/r", "--arch", "robnet_smal"],
+         "unknown architecture 'robnet_smal'"),
     ],
 )
 def test_robnet_cli_errors(args: list[str], match: str, digits_ckpt: Path, tmp_path: Path,

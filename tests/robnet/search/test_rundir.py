@@ -69,8 +69,8 @@ def test_a_folder_made_by_another_config_is_refused_naming_the_fields(tmp_path):
             "folder, 5 now); layers (3 in the folder, 4 now); and 2 more. Hint")):  # seed, supernet.seed
         _open(tmp_path, many)
     with pytest.raises(ValueError, match=re.escape(f"{tmp_path} holds a search made with other settings: fspkit "
-                                                   "(None in the folder, {'keep': 0.5} now). Hint: start over with --overwrite, or use "
-                                                   "another --out")):
+                                                   "(None in the folder, {'keep': 0.5} now). Hint: start over "
+                                                   "with --overwrite, or use another --out")):
         _open(tmp_path, None, plugin={"fspkit": {"keep": 0.5}})
     # nothing was recorded by the refused invocations
     assert len(json.loads((tmp_path / "search.json").read_text())["invocations"]) == 1
