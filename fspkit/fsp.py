@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 Reduction = Literal["none", "sum", "mean"]
+POOLINGS: tuple[str, ...] = ("avg", "stride")
 _REDUCTIONS: tuple[str, ...] = ("none", "sum", "mean")
 # Device types for which torch.autocast exists; elsewhere there is nothing to disable.
 _AUTOCAST_DEVICES = frozenset({"cpu", "cuda", "xpu", "mps", "hpu", "xla"})
@@ -84,16 +85,21 @@ def _no_autocast(device: torch.device) -> AbstractContextManager[object]:
     return nullcontext()
 
 
-def align_spatial(f_in: torch.Tensor, f_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def align_spatial(f_in: torch.Tensor, f_out: torch.Tensor, *, pooling: str = "avg") -> tuple[torch.Tensor,
+                                                                                              torch.Tensor]:
     """Bring two feature maps to a common spatial size by average pooling the larger one.
 
     Each spatial dimension is reduced to the smaller of the two sizes with
     ``adaptive_avg_pool2d`` (an exact k x k mean when the sizes divide, e.g. 8x8 -> 4x4 averages
-    2x2 blocks). Maps that already agree are returned unchanged (same objects). No dtype change.
+    2x2 blocks: the decision of docs/design.md §5). ``pooling="stride"`` subsamples instead (the
+    nearest pixel, ``x[..., ::k, ::k]`` when the sizes divide): the alternative the study reports
+    the deep-cell result's sensitivity to. Maps that already agree are returned unchanged (same
+    objects). No dtype change.
 
     Args:
         f_in: (N, m, H1, W1) cell input.
         f_out: (N, n, H2, W2) cell output.
+        pooling: ``"avg"`` or ``"stride"``.
 
     Returns:
         ``(f_in, f_out)`` with equal spatial size (min(H1, H2), min(W1, W2)).
@@ -102,13 +108,17 @@ def align_spatial(f_in: torch.Tensor, f_out: torch.Tensor) -> tuple[torch.Tensor
         ValueError: not 4-D, different batch sizes or devices.
         TypeError: not floating-point tensors.
     """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(map(repr, POOLINGS))}, got {pooling!r}")
     a, b = _check_pair(f_in, f_out)
     size = (min(a.shape[2], b.shape[2]), min(a.shape[3], b.shape[3]))
-    if tuple(a.shape[2:]) != size:
-        a = F.adaptive_avg_pool2d(a, size)
-    if tuple(b.shape[2:]) != size:
-        b = F.adaptive_avg_pool2d(b, size)
-    return a, b
+
+    def shrink(x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[2:]) == size:
+            return x
+        return F.adaptive_avg_pool2d(x, size) if pooling == "avg" else F.interpolate(x, size=size, mode="nearest")
+
+    return shrink(a), shrink(b)
 
 
 def _gram(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -230,8 +240,8 @@ def fsp_relative_distance(g_a: torch.Tensor, g_b: torch.Tensor, *, reduction: Re
         return _reduce(d / g_a.square().sum(dim=(1, 2)), reduction)
 
 
-def fsp_pair_terms(f_in: torch.Tensor, f_out: torch.Tensor, *, split: int,
-                   normalize: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def fsp_pair_terms(f_in: torch.Tensor, f_out: torch.Tensor, *, split: int, normalize: bool = False,
+                   pooling: str = "avg") -> tuple[torch.Tensor, torch.Tensor]:
     """Fused clean-vs-adversarial FSP distance and clean FSP scale for a concatenated batch.
 
     Rows ``[0, split)`` are clean, rows ``[split, 2 * split)`` their adversarial counterparts, in
@@ -249,6 +259,7 @@ def fsp_pair_terms(f_in: torch.Tensor, f_out: torch.Tensor, *, split: int,
         f_out: (2 * split, n, H2, W2) cell outputs.
         split: number of clean rows N.
         normalize: divide both terms by m * n.
+        pooling: how maps of different sizes are aligned (:func:`align_spatial`).
 
     Returns:
         ``(d, s)``, two (split,) tensors, float32 (float64 when an input is float64).
@@ -268,7 +279,7 @@ def fsp_pair_terms(f_in: torch.Tensor, f_out: torch.Tensor, *, split: int,
                          "Hint: torch.cat([x_clean, x_adv]) before the forward.")
     dtype = _math_dtype(a, b)
     with _no_autocast(a.device):
-        a, b = align_spatial(a.to(dtype), b.to(dtype))
+        a, b = align_spatial(a.to(dtype), b.to(dtype), pooling=pooling)
         g = _gram(a, b)  # (2N, m, n)
         clean = g[:split]
         d = (clean - g[split:]).square().sum(dim=(1, 2))  # (N,)

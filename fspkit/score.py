@@ -49,7 +49,9 @@ class CellScore:
     distance || G(x) - G(x_adv) ||_F^2. ``fsp_rel_mean``/``fsp_rel_std``: the same for the
     relative distance || G(x) - G(x_adv) ||_F^2 / || G(x) ||_F^2 (per sample, then averaged; NaN
     if some sample's clean G is exactly zero). ``scale_mean``: mean of || G(x) ||_F^2 over the
-    clean samples.
+    clean samples. ``fsp_strided_mean``: the raw distance when maps of different sizes are aligned by
+    strided subsampling instead of average pooling (equal to ``fsp_mean`` when the sizes agree;
+    docs/design.md §5).
     """
 
     name: str
@@ -62,6 +64,7 @@ class CellScore:
     fsp_rel_mean: float
     fsp_rel_std: float
     scale_mean: float
+    fsp_strided_mean: float = math.nan
 
     @property
     def fsp_mean_normalized(self) -> float:
@@ -72,7 +75,8 @@ class CellScore:
         return {"name": self.name, "depth": self.depth, "c_in": self.c_in, "c_out": self.c_out,
                 "hw": list(self.hw), "fsp_mean": self.fsp_mean, "fsp_std": self.fsp_std,
                 "fsp_mean_normalized": self.fsp_mean_normalized, "fsp_rel_mean": self.fsp_rel_mean,
-                "fsp_rel_std": self.fsp_rel_std, "scale_mean": self.scale_mean}
+                "fsp_rel_std": self.fsp_rel_std, "scale_mean": self.scale_mean,
+                "fsp_strided_mean": self.fsp_strided_mean}
 
 
 @dataclass
@@ -106,6 +110,10 @@ class FSPReport:
     def fsp_scale(self) -> list[float]:
         """Mean clean activation scale || G(x) ||_F^2 of every cell, in network order."""
         return [c.scale_mean for c in self.cells]
+
+    def fsp_strided(self) -> list[float]:
+        """Raw FSP distance of every cell with strided instead of average-pooled alignment."""
+        return [c.fsp_strided_mean for c in self.cells]
 
     def to_dict(self) -> dict[str, Any]:
         return {"clean_acc": self.clean_acc, "adv_acc": self.adv_acc, "n": self.n, "attack": self.attack,
@@ -147,8 +155,9 @@ class _Accumulator:
     """Per-cell running sums on the device, filled from inside the forward hooks."""
 
     def __init__(self, n_cells: int, device: torch.device) -> None:
-        # (cells, [sum d, sum d^2, sum r, sum r^2, sum s]): raw distance d, relative r = d / s, scale s
-        self.sums = torch.zeros(n_cells, 5, dtype=torch.float64, device=device)
+        # (cells, [sum d, sum d^2, sum r, sum r^2, sum s, sum d']): raw distance d, relative r = d / s,
+        # scale s, and d' the raw distance with strided alignment (reduction cells only; else d' = d)
+        self.sums = torch.zeros(n_cells, 6, dtype=torch.float64, device=device)
         self.counts = [0] * n_cells  # samples accumulated per cell
         self.shapes: list[tuple[int, int, tuple[int, int]] | None] = [None] * n_cells
         self.split = 0
@@ -157,7 +166,10 @@ class _Accumulator:
         d, s = fsp_pair_terms(f_in, f_out, split=self.split)  # (N,), (N,)
         d, s = d.double(), s.double()
         r = d / s
-        self.sums[index] += torch.stack([d.sum(), d.square().sum(), r.sum(), r.square().sum(), s.sum()])
+        same = f_in.shape[2:] == f_out.shape[2:]
+        strided = d if same else fsp_pair_terms(f_in, f_out, split=self.split, pooling="stride")[0].double()
+        self.sums[index] += torch.stack([d.sum(), d.square().sum(), r.sum(), r.square().sum(), s.sum(),
+                                         strided.sum()])
         self.counts[index] += d.numel()
         if self.shapes[index] is None:
             hw = (min(f_in.shape[2], f_out.shape[2]), min(f_in.shape[3], f_out.shape[3]))
@@ -369,7 +381,8 @@ def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
         rel_mean, rel_std = _mean_std(float(sums[i, 2]), float(sums[i, 3]), acc.counts[i])
         results.append(CellScore(name=name, depth=i, c_in=shape[0], c_out=shape[1], hw=shape[2], fsp_mean=mean,
                                  fsp_std=std, fsp_rel_mean=rel_mean, fsp_rel_std=rel_std,
-                                 scale_mean=float(sums[i, 4]) / acc.counts[i]))
+                                 scale_mean=float(sums[i, 4]) / acc.counts[i],
+                                 fsp_strided_mean=float(sums[i, 5]) / acc.counts[i]))
     versions = {"fspkit": __version__, "torch": torch.__version__, "python": platform.python_version()}
     return FSPReport(cells=results, clean_acc=hits[0] / n, adv_acc=hits[1] / n, n=n,
                      attack=dict(attack_settings or {}), device=str(device), seed=seed, versions=versions, extra=extra)

@@ -94,7 +94,7 @@ class FSPScorer:
         if ctx.device.type == "cuda":
             torch.cuda.synchronize(ctx.device)
         out: dict[str, Any] = {f"fsp{suffix}": report.fsp(), f"fsp_rel{suffix}": report.fsp_rel(),
-                               f"fsp_scale{suffix}": report.fsp_scale(),
+                               f"fsp_scale{suffix}": report.fsp_scale(), f"fsp_strided{suffix}": report.fsp_strided(),
                                f"fsp_deep{suffix}": deep_fsp(report.fsp())}
         if suffix:
             # the cost of FSP as a standalone filter: the attack (here shared with the accuracy

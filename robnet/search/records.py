@@ -69,6 +69,7 @@ FSP = "fsp"
 FSP_REL = "fsp_rel"
 FSP_SCALE = "fsp_scale"
 FSP_DEEP = "fsp_deep"
+FSP_STRIDED = "fsp_strided"
 BEFORE = "_before_finetune"  # suffix of a column's value with the inherited weights
 PROXY_PREFIX = "proxy_"
 SECONDS_PREFIX = "seconds_"
@@ -214,8 +215,10 @@ COLUMNS: dict[str, Column] = {
     FSP_REL: Column(_cells, True, "per-cell relative FSP distance after finetuning (fspkit)"),
     FSP_SCALE: Column(_cells, True, "per-cell clean FSP scale ||G(x)||^2 after finetuning (fspkit)"),
     FSP_DEEP: Column(_nonneg, True, "mean FSP distance of the deep cells after finetuning (fspkit)"),
+    FSP_STRIDED: Column(_cells, True, "per-cell FSP distance after finetuning, maps aligned by strided subsampling "
+                                      "instead of average pooling (fspkit)"),
 }
-for _name in (FSP, FSP_REL, FSP_SCALE, FSP_DEEP):
+for _name in (FSP, FSP_REL, FSP_SCALE, FSP_DEEP, FSP_STRIDED):
     _col = COLUMNS[_name]
     COLUMNS[_name + BEFORE] = Column(_col.check, True, _col.doc.replace("after finetuning", "with inherited weights"))
 # Column families checked by prefix / suffix: proxies and timings are numbers, reasons are text.

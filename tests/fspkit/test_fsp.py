@@ -138,6 +138,17 @@ def test_average_pool_rule_for_mismatched_sizes():
     torch.testing.assert_close(g_t, g.transpose(1, 2), rtol=1e-5, atol=1e-6)
 
 
+def test_strided_alignment_subsamples_and_unknown_pooling_is_refused():
+    f_in = torch.randn(2, 3, 8, 8)
+    f_out = torch.randn(2, 5, 4, 4)
+    a, b = align_spatial(f_in, f_out, pooling="stride")
+    assert torch.equal(a, f_in[:, :, ::2, ::2]) and b is f_out
+    avg, _ = align_spatial(f_in, f_out)
+    assert not torch.equal(a, avg)
+    with pytest.raises(ValueError, match="pooling must be one of 'avg', 'stride', got 'max'"):
+        align_spatial(f_in, f_out, pooling="max")
+
+
 def test_align_spatial_pools_each_dimension_to_the_minimum():
     f_in = torch.arange(2 * 8 * 2, dtype=torch.float32).reshape(1, 2, 8, 2)
     f_out = torch.ones(1, 1, 4, 4)

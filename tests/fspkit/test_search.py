@@ -111,13 +111,16 @@ def test_the_scorer_before_and_after_finetuning(tiny_robnet):
     assert out["fsp_before_finetune"] == direct.fsp() and len(direct.fsp()) == 3
     assert out["fsp_rel_before_finetune"] == direct.fsp_rel()
     assert out["fsp_scale_before_finetune"] == direct.fsp_scale()
+    assert out["fsp_strided_before_finetune"] == direct.fsp_strided()
+    # cell 0 keeps its size (input and output 8x8): the alignment does not matter there
+    assert direct.fsp_strided()[0] == direct.fsp()[0] and direct.fsp_strided()[1] != direct.fsp()[1]
     assert out["fsp_deep_before_finetune"] == direct.fsp()[-1]
     assert {k for k in out if k.startswith("proxy_")} == {"proxy_grad_norm", "proxy_synflow", "proxy_naswot"}
     assert out["seconds_fsp"] >= 0
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())  # the scorer changed nothing
     after = FSPScorer(FSPSearchConfig(proxies=()))(model, ScoreContext("after_finetune", batches, attack, 11, CPU, 0))
     assert after == {"fsp": direct.fsp(), "fsp_rel": direct.fsp_rel(), "fsp_scale": direct.fsp_scale(),
-                     "fsp_deep": direct.fsp()[-1]}
+                     "fsp_strided": direct.fsp_strided(), "fsp_deep": direct.fsp()[-1]}
     quiet = FSPScorer(FSPSearchConfig(proxies=()))(model, before)
     assert not any(k.startswith("proxy_") for k in quiet) and quiet["fsp_before_finetune"] == direct.fsp()
 
@@ -137,12 +140,12 @@ def _proxy(v) -> bool:
     return v is None or _number(v)
 
 
+PER_CELL = ("fsp", "fsp_rel", "fsp_scale", "fsp_strided")
 FSP_SCHEMA = {
     **SCHEMA,
-    **{f"{k}_before_finetune": Field(_per_cell, f"{LAYERS} per-cell distances") for k in ("fsp", "fsp_rel",
-                                                                                          "fsp_scale")},
+    **{f"{k}_before_finetune": Field(_per_cell, f"{LAYERS} per-cell distances") for k in PER_CELL},
     "fsp_deep_before_finetune": Field(lambda v: _number(v) and v >= 0, "a distance"),
-    **{k: Field(_per_cell, f"{LAYERS} per-cell distances", required=False) for k in ("fsp", "fsp_rel", "fsp_scale")},
+    **{k: Field(_per_cell, f"{LAYERS} per-cell distances", required=False) for k in PER_CELL},
     "fsp_deep": Field(lambda v: _number(v) and v >= 0, "a distance", required=False),
     "seconds_fsp": Field(_seconds, "seconds"),
     **{f"proxy_{p}": Field(_proxy, "a proxy score or null") for p in ("grad_norm", "synflow", "naswot")},
