@@ -17,6 +17,13 @@ activation scale), the three zero-cost proxies and their timings. The planted tr
 * Proxies: ``pgd_acc_before_finetune`` is final PGD accuracy minus 0.1 plus small noise (strong),
   ``proxy_grad_norm`` is weakly positive, ``proxy_synflow`` tracks the parameter count,
   ``proxy_naswot`` is pure noise.
+* Measurement: each accuracy rests on ``n_eval`` validation images; a ``retest`` share of the
+  candidates carries ``pgd_acc_half`` and ``pgd_acc_retest``, two independent half-size measurements
+  (binomial noise around the final accuracy).
+
+:func:`make_capacity_records` makes records where PGD accuracy depends on the parameter count alone
+(``density_effect=0``: density merely correlates with it through the conv bits) or also on the
+identity-bit density at fixed capacity (``density_effect > 0``).
 
 Everything is drawn from ``numpy.random.default_rng(seed)`` and ``random.Random(seed)`` (the
 genotype sampler): the same arguments give the same records.
@@ -62,7 +69,8 @@ def _genotypes(n: int, seed: int, cells: int, cell_free: bool, budgets: Sequence
 
 def make_records(n: int = 60, *, seed: int = 0, cells: int = 5, cell_free: bool = False,
                  budgets: Sequence[int | None] = (None,), fsp: bool = True, proxies: bool = True,
-                 fsp_keep: float | None = None, world_size: int = 1) -> list[dict[str, Any]]:
+                 fsp_keep: float | None = None, world_size: int = 1, n_eval: int = 1000,
+                 retest: float = 0.5) -> list[dict[str, Any]]:
     """``n`` synthetic candidate records (see the module docstring for the planted effects).
 
     Args:
@@ -78,6 +86,8 @@ def make_records(n: int = 60, *, seed: int = 0, cells: int = 5, cell_free: bool 
             finetuning, ``fsp_deep_before_finetune``) keep their after-finetuning
             columns; the others are ``filtered_out`` with nulls there.
         world_size: ranks the candidates are sharded over (``rank = id % world_size``).
+        n_eval: validation images behind each accuracy.
+        retest: share of the candidates (the first ones) measured twice on half the images.
     """
     rng = np.random.default_rng(seed)
     drawn = _genotypes(n, seed, cells, cell_free, list(budgets))
@@ -122,8 +132,12 @@ def make_records(n: int = 60, *, seed: int = 0, cells: int = 5, cell_free: bool 
             "seconds_pgd_before": float(0.5 + rng.uniform(0, 0.1)),
             "seconds_finetune": float(10.0 + rng.uniform(0, 1)) if on else None,
             "seed": 1000 + i, "config_hash": "0123456789abcdef", "versions": {"robnet": "0.1.0"},
-            "rank": i % world_size,
+            "rank": i % world_size, "n_eval": n_eval, "finetune_epochs": 3 if on else 0,
+            "pgd_acc_half": None, "pgd_acc_retest": None,
         }
+        if on and i < retest * n:
+            half = n_eval // 2
+            r["pgd_acc_half"], r["pgd_acc_retest"] = (float(v) for v in rng.binomial(half, pgd[i], 2) / half)
         if fsp:
             r.update({
                 "fsp": fsp_after[i].tolist() if on else None, "fsp_before_finetune": fsp_bef[i].tolist(),
@@ -144,4 +158,26 @@ def make_records(n: int = 60, *, seed: int = 0, cells: int = 5, cell_free: bool 
                 "seconds_naswot": float(0.04 + rng.uniform(0, 0.01)),
             })
         records.append(r)
+    return records
+
+
+def make_capacity_records(n: int = 90, *, seed: int = 0, density_effect: float = 0.0,
+                          budgets: Sequence[int | None] = (4, 7, 10), cells: int = 5) -> list[dict[str, Any]]:
+    """Records whose PGD accuracy depends on the parameter count (capacity) alone, plus
+    ``density_effect`` times the identity-bit density (free: no parameters), plus noise.
+
+    The parameter count grows with the conv count (clustered by budget) with a little noise, and the
+    accuracy grows with its logarithm; density counts the conv bits too, so it correlates with the
+    accuracy through capacity even when ``density_effect`` is 0.
+    """
+    rng = np.random.default_rng(seed + 7919)
+    records = make_records(n, seed=seed, cells=cells, budgets=budgets, fsp=False, proxies=False, retest=0.0)
+    bits = np.array([r["bits"] for r in records], dtype=float)
+    id_density = bits[:, 0::2].mean(axis=1)
+    convs = np.array([r["convs"] for r in records])
+    params = (20_000 + 1_500 * convs * cells) * np.exp(rng.normal(0, 0.05, n))
+    pgd = 0.25 + 0.08 * np.log(params / 20_000) + density_effect * id_density + rng.normal(0, 0.01, n)
+    for r, p, a in zip(records, params, np.clip(pgd, 0, 1), strict=True):
+        r.update(params=int(p), flops=int(p) * 64, pgd_acc=float(a), clean_acc=min(1.0, float(a) + 0.3),
+                 pgd_acc_before_finetune=max(0.0, float(a) - 0.1))
     return records

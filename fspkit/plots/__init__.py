@@ -1,7 +1,9 @@
 """The paper's figures from a study's analysis (matplotlib and seaborn, imported lazily).
 
-:mod:`~fspkit.plots.data` prepares what each figure shows without matplotlib;
-:mod:`~fspkit.plots.figures` draws.
+:mod:`~fspkit.plots.data` prepares what each figure shows without matplotlib; :mod:`~fspkit.plots.style`
+is the look and the files; :mod:`~fspkit.plots.architecture`, :mod:`~fspkit.plots.fsp` and
+:mod:`~fspkit.plots.proxies` draw; :mod:`~fspkit.plots.figures` puts whole figures together. No
+statistic is computed here: every number comes from :func:`fspkit.stats.analyze`.
 """
 
 import lazy_loader as _lazy

@@ -1,7 +1,9 @@
 """Statistics of a robust architecture search (numpy, scipy, scikit-learn; no torch).
 
-Correlations with bootstrap intervals, regressions, the paper's Findings #1-#3, how well a cheap
-score filters candidates, and the study (:func:`analyze`) that states each claim's verdict.
+Correlations with their p-values and intervals (plain, partial, within strata of equal capacity),
+permutation tests, bootstrap and BCa intervals, Holm's correction, the measurement's noise, the
+paper's Findings #1-#3 as claims with verdicts, how well a cheap score filters candidates, and the
+study (:func:`analyze`) that runs them all. docs/study.md states each claim's test.
 """
 
 import lazy_loader as _lazy

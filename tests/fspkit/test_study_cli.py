@@ -20,7 +20,8 @@ def run_folder(tmp_path):
     records = make_records(60, seed=3, cells=4, budgets=(4, 7, 10))
     append_jsonl(folder / "records.rank0.jsonl", records[::2])
     append_jsonl(folder / "records.rank1.jsonl", records[1::2])
-    (folder / "search.json").write_text(json.dumps({"config": {"data": "digits", "eval_attack": "pgd7:eps=0.1"}}))
+    (folder / "search.json").write_text(json.dumps({"config": {"data": "digits", "eval_attack": "pgd7:eps=0.1"},
+                                                    "config_hash": records[0]["config_hash"]}))
     return folder
 
 
@@ -28,10 +29,18 @@ def test_stats_prints_every_part_and_writes_strict_json(run_folder, tmp_path, ca
     out = tmp_path / "stats.json"
     assert fspkit_main(["stats", str(run_folder), "--json", str(out), "--quiet"]) == 0
     text = capsys.readouterr().out
-    for part in ("Finding #1", "Finding #2", "Finding #3", "proxies", "n = 60"):
+    for part in ("Finding #1", "Finding #2", "Finding #3", "robustness scores", "n = 60", "Measurement noise"):
         assert part in text, part
     data = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
     assert data["n_records"] == 60 and data["n_evaluated"] == 60
+    claims = {c["id"]: c for c in data["claims"]}
+    assert list(claims) == ["f1_density", "f1_classifier", "f2_direct_edges", "f3_fsp_deep"]
+    for c in claims.values():
+        assert c["verdict"] in ("agrees", "disagrees", "inconclusive")
+        assert {"reason", "pvalue", "controls", "test", "evidence"} <= c.keys()
+    assert claims["f1_density"]["controls"] == ["convs"]
+    assert all("recall_pvalue" in row and "spearman" in row for row in data["proxies"]["rows"])
+    assert data["settings"]["tsne_max_points"] == 1000 and "resample_max_n" in data["settings"]
 
 
 def test_stats_reads_a_jsonl_file_and_refuses_bad_sources(run_folder, tmp_path, capsys):
@@ -42,7 +51,7 @@ def test_stats_reads_a_jsonl_file_and_refuses_bad_sources(run_folder, tmp_path, 
     # the JSON output is checked before any work, and may never be the input
     assert fspkit_main(["stats", str(run_folder / "records.rank0.jsonl"), "--json",
                         str(run_folder / "records.rank0.jsonl")]) == 1
-    assert "refusing to write over an input" in capsys.readouterr().err
+    assert "is inside the run it reads" in capsys.readouterr().err
 
 
 def test_plot_writes_every_figure(run_folder, tmp_path, capsys):
