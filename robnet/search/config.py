@@ -135,6 +135,8 @@ class SearchConfig:
                 self.val_size >= 1 and self.val_size != int(self.val_size)):
             raise ValueError(f"SearchConfig: val_size must be a fraction in (0, 1) or a whole count >= 1, "
                              f"got {self.val_size!r}")
+        # normal form: a count is an int, a fraction a float ("--val-size 64" and val_size=64 are one search)
+        object.__setattr__(self, "val_size", int(self.val_size) if self.val_size >= 1 else float(self.val_size))
         if not isinstance(self.supernet, TrainConfig) or not isinstance(self.finetune, TrainConfig):
             raise TypeError("SearchConfig: supernet and finetune must be TrainConfig instances")
         # normal form: "pgd7:eps=1/10" and "pgd7:eps=0.1" are the same search (raises on a bad spec)
