@@ -181,22 +181,23 @@ class SearchConfig:
 
 
 def _cpu_demo() -> dict[str, Any]:
-    # Sized to finish end to end in a few minutes on 2 CPU cores with >= 30 finetuned candidates,
-    # on the embedded 8x8 digits (eps 0.1 as in the robnet demo; 3 cells: 8x8 -> 4x4 -> 2x2).
+    # Sized so that the whole `fspkit demo` (search, statistics, figures, report) finishes in under 10
+    # minutes on 2 idle CPU cores with >= 60 finetuned candidates (benchmarks/results/bench_search.md), on
+    # the embedded 8x8 digits (eps 0.1 as in the robnet demo). 6 cells: 8x8 (cells 0-1), 4x4 (2-3), 2x2
+    # (4-5), so the deep cells 4-5 hold a reduction and a normal cell; every candidate is retested.
     supernet = TrainConfig(epochs=30, warmup_epochs=2, batch_size=64, lr=0.1, warmup_lr=0.02, eps=0.1,
                            step_size=0.025, attack_steps=5, crop_padding=1, flip=False, val_attack_steps=5)
     finetune = TrainConfig(epochs=1, warmup_epochs=0, batch_size=64, lr=0.02, min_lr=0.001, eps=0.1,
                            step_size=0.025, attack_steps=5, crop_padding=1, flip=False, val_attack_steps=5)
-    return {"data": "digits", "val_size": 0.2, "C": 4, "layers": 3, "candidates": 45, "budget": (4, 7, 10),
-            "supernet": supernet,
-            "finetune": finetune, "eval_attack": "pgd7:eps=0.1,step_size=0.025", "eval_batch_size": 144,
-            "bn_batches": 4}
+    return {"data": "digits", "val_size": 0.2, "C": 4, "layers": 6, "candidates": 60, "budget": (4, 7, 10),
+            "supernet": supernet, "finetune": finetune, "eval_attack": "pgd7:eps=0.1,step_size=0.025",
+            "eval_batch_size": 144, "bn_batches": 4, "retest": None}
 
 
 PRESETS: dict[str, str] = {
     "paper": "C=36, 20 cells, 300 supernet epochs, 1,000 candidates, 3-epoch finetune, CIFAR-10, PGD-7 8/255",
-    "cpu-demo": "C=4, 3 cells, digits (8x8), 30 supernet epochs, 45 candidates (budgets 4, 7, 10), 1-epoch finetune, "
-                "PGD-7 eps 0.1",
+    "cpu-demo": "C=4, 6 cells, digits (8x8), 30 supernet epochs, 60 candidates (budgets 4, 7, 10), 1-epoch "
+                "finetune, every candidate retested, PGD-7 eps 0.1",
     "small": "paper, with 7 sep-convs per cell (RobNet-small's budget)",
     "medium": "paper, with 10 sep-convs per cell (RobNet-medium's budget)",
     "large": "paper, with 13 sep-convs per cell (RobNet-large's budget)",

@@ -27,7 +27,7 @@ def test_overrides_reach_the_search():
 
 @pytest.mark.slow
 def test_a_folder_of_another_study_is_refused_with_a_hint_to_follow(tmp_path):
-    tiny = {"candidates": 3, "supernet_epochs": 1}
+    tiny = {"candidates": 3, "supernet_epochs": 1, "layers": 3}
     run_study(tmp_path, seed=0, overrides=tiny, quiet=True, procs=1)
     with pytest.raises(ValueError, match=re.escape(f"{tmp_path} holds a study made with other settings (candidates "
                                                    "(3 in the folder, 4 now)")) as err:

@@ -25,7 +25,8 @@ from tests.robnet.search.test_stages import SCHEMA, Field, _lines, _number, vali
 
 N = 6
 LAYERS = 3
-TINY = ["--preset", "cpu-demo", "--candidates", str(N), "--supernet-epochs", "1", "--subset", "200", "--val-size",
+TINY = ["--preset", "cpu-demo", "--layers", "3", "--candidates", str(N), "--supernet-epochs", "1", "--subset",
+        "200", "--val-size",
         "64", "--samples", "64", "--quiet"]
 CPU = torch.device("cpu")
 

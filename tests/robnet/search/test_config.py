@@ -21,7 +21,7 @@ from robnet.train.config import TrainConfig
 
 
 def _cfg(**overrides):
-    return preset_config("cpu-demo", **overrides)
+    return preset_config("cpu-demo", **{"layers": 3, **overrides})
 
 
 # ----------------------------------------------------------------------------- the space
@@ -118,9 +118,13 @@ def test_paper_budget_presets():
 
 def test_cpu_demo_preset():
     demo = preset_config("cpu-demo")
-    assert (demo.data, demo.C, demo.layers, demo.candidates, demo.budget) == ("digits", 4, 3, 45, (4, 7, 10))
-    assert demo.per_budget() == [15, 15, 15]
-    assert demo.candidates >= 30  # at least 30 finetuned candidates
+    assert (demo.data, demo.C, demo.layers, demo.candidates, demo.budget) == ("digits", 4, 6, 60, (4, 7, 10))
+    assert demo.per_budget() == [20, 20, 20]
+    assert demo.candidates >= 60 and demo.retest is None  # at least 60 finetuned candidates, all retested
+    # 6 cells: the deep cells (from the second reduction on) hold a reduction and a normal cell
+    from robnet.models.genotype import deep_cells, reduction_cells
+
+    assert list(deep_cells(demo.layers)) == [4, 5] and reduction_cells(demo.layers) == (2, 4)
 
 
 def test_unknown_preset_is_refused_with_a_close_match():

@@ -15,7 +15,7 @@ from robnet.search.rundir import SearchDir, load_split
 
 
 def _cfg(**overrides):
-    return preset_config("cpu-demo", **{"candidates": 6, "subset": 200, **overrides})
+    return preset_config("cpu-demo", **{"candidates": 6, "subset": 200, "layers": 3, **overrides})
 
 
 def _open(path, config=None, **kwargs):

@@ -16,12 +16,14 @@ from robnet.cli import main as robnet_main
 from robnet.search import records as R
 
 N = 6
-FLAGS = ["--preset", "cpu-demo", "--candidates", str(N), "--supernet-epochs", "1", "--subset", "200", "--val-size",
+FLAGS = ["--preset", "cpu-demo", "--layers", "3", "--candidates", str(N), "--supernet-epochs", "1", "--subset",
+        "200", "--val-size",
          "64", "--samples", "64", "--test-samples", "40", "--quiet"]
 
 
 def _config(**overrides: Any) -> search.SearchConfig:
-    cfg = search.preset_config("cpu-demo", candidates=N, subset=200, val_size=64, eval_samples=64, test_samples=40,
+    cfg = search.preset_config("cpu-demo", layers=3, candidates=N, subset=200, val_size=64, eval_samples=64,
+                               test_samples=40,
                                **overrides)
     return dataclasses.replace(cfg, supernet=dataclasses.replace(cfg.supernet, epochs=1, warmup_epochs=0))
 

@@ -38,7 +38,8 @@ from robnet.search.stages import genotype_stats, score_stage, step_genotype
 
 N = 6
 EVAL_SAMPLES = 64
-TINY = ["--preset", "cpu-demo", "--candidates", str(N), "--supernet-epochs", "1", "--subset", "200", "--val-size",
+TINY = ["--preset", "cpu-demo", "--layers", "3", "--candidates", str(N), "--supernet-epochs", "1", "--subset",
+        "200", "--val-size",
         "64", "--samples", str(EVAL_SAMPLES), "--quiet"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -479,15 +480,15 @@ def test_a_report_before_any_candidate(trained, tmp_path):
 
 
 def test_step_genotype_is_a_pure_function_of_seed_epoch_and_step():
-    cfg = preset_config("cpu-demo")
+    cfg = preset_config("cpu-demo", layers=3)
     keys = [(e, s) for e in range(3) for s in range(5)]
     forward = [str(step_genotype(cfg, e, s)) for e, s in keys]
     backward = [str(step_genotype(cfg, e, s)) for e, s in reversed(keys)][::-1]
     assert forward == backward and len(set(forward)) == len(keys)
     # the candidates' budget does not constrain the supernet's architectures; the seed changes them
-    assert [str(step_genotype(preset_config("cpu-demo", budget=4), e, s)) for e, s in keys] == forward
-    assert [str(step_genotype(preset_config("cpu-demo", seed=1), e, s)) for e, s in keys] != forward
-    free = step_genotype(preset_config("cpu-demo", cell_free=True), 0, 0)
+    assert [str(step_genotype(preset_config("cpu-demo", layers=3, budget=4), e, s)) for e, s in keys] == forward
+    assert [str(step_genotype(preset_config("cpu-demo", layers=3, seed=1), e, s)) for e, s in keys] != forward
+    free = step_genotype(preset_config("cpu-demo", layers=3, cell_free=True), 0, 0)
     assert free.cell_free and len(free.cells) == 3
 
 
@@ -504,7 +505,7 @@ def test_genotype_stats_by_hand():
 def test_a_stopped_supernet_is_refused_then_resumed(tmp_path):
     from robnet.search.stages import supernet_stage
 
-    cfg = preset_config("cpu-demo", subset=200, val_size=64, candidates=N)
+    cfg = preset_config("cpu-demo", subset=200, val_size=64, candidates=N, layers=3)
     cfg = type(cfg).from_dict({**cfg.to_dict(), "supernet": {**cfg.to_dict()["supernet"], "epochs": 2,
                                                              "warmup_epochs": 1}})
     sd = SearchDir.open(tmp_path, cfg, create=True, argv=["test"])
@@ -557,7 +558,8 @@ def test_bad_input_is_one_line_and_exit_1(argv, message, tmp_path, capsys):
 def test_bad_folders_are_one_line_and_exit_1(trained, tmp_path, capsys):
     # a run folder made by another config
     run = _copy(trained, tmp_path / "other")
-    assert robnet_main(["search", "finetune", "--out", str(run), "--preset", "cpu-demo", "--candidates", "7"]) == 1
+    assert robnet_main(["search", "finetune", "--out", str(run), "--preset", "cpu-demo", "--layers", "3",
+                        "--candidates", "7"]) == 1
     err = _one_line_error(capsys)
     assert err.startswith(f"robnet search: error: {run} holds a search made by another config: ")
     assert "candidates (6 in the folder, 7 now)" in err and "Hint: continue it with the folder's own settings" in err
@@ -629,7 +631,7 @@ def test_two_process_gloo_finetune_gives_the_one_process_records(trained, refere
 def test_two_process_supernet_trains_one_architecture_per_step(tamper, tmp_path):
     import torch.multiprocessing as mp
 
-    cfg = preset_config("cpu-demo", subset=200, val_size=64, candidates=N)
+    cfg = preset_config("cpu-demo", subset=200, val_size=64, candidates=N, layers=3)
     cfg = type(cfg).from_dict({**cfg.to_dict(), "supernet": {**cfg.to_dict()["supernet"], "epochs": 1,
                                                              "warmup_epochs": 0}})
     mp.spawn(W.supernet_worker, args=(2, _free_port(), str(tmp_path / "run"), str(tmp_path / "out"), cfg.to_dict(),
