@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from robnet.models.genotype import sample
+from robnet.models.genotype import deep_cells, sample
 
 DENSITY_EFFECT = 0.25
 CONV_WEIGHT = 2.0
@@ -67,6 +67,56 @@ def _genotypes(n: int, seed: int, cells: int, cell_free: bool, budgets: Sequence
     return out
 
 
+def _fsp_fields(on: bool, after: tuple[np.ndarray, ...], before: tuple[np.ndarray, ...],
+                rng: np.random.Generator) -> dict[str, Any]:
+    """One record's FSP columns from its (raw, relative, scale) per-cell rows after and before finetuning."""
+    deep = list(deep_cells(len(after[0])))  # the search's filter score: the mean over the deep cells
+    return {
+        "fsp": after[0].tolist() if on else None, "fsp_before_finetune": before[0].tolist(),
+        "fsp_rel": after[1].tolist() if on else None, "fsp_rel_before_finetune": before[1].tolist(),
+        "fsp_scale": after[2].tolist() if on else None, "fsp_scale_before_finetune": before[2].tolist(),
+        "fsp_deep": float(after[0][deep].mean()) if on else None,
+        "fsp_deep_before_finetune": float(before[0][deep].mean()),
+        "filtered_out": not on, "seconds_fsp": float(0.2 + rng.uniform(0, 0.05)),
+    }
+
+
+def _proxy_fields(pgd: float, params: int, rng: np.random.Generator) -> dict[str, Any]:
+    return {
+        "proxy_grad_norm": float(5.0 + 20.0 * pgd + rng.normal(0, 1.0)),
+        "proxy_synflow": float(np.log(params) + rng.normal(0, 0.01)),
+        "proxy_naswot": float(rng.normal(100.0, 5.0)),
+        "seconds_grad_norm": float(0.05 + rng.uniform(0, 0.01)),
+        "seconds_synflow": float(0.03 + rng.uniform(0, 0.01)),
+        "seconds_naswot": float(0.04 + rng.uniform(0, 0.01)),
+    }
+
+
+def _accuracies(bits: np.ndarray, direct: np.ndarray, budgets: Sequence[int | None],
+                rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """(pgd, clean, pgd before finetuning, clean before finetuning) with the planted effects."""
+    n = len(bits)
+    conv_density, id_density = bits[:, 1::2].mean(axis=1), bits[:, 0::2].mean(axis=1)
+    eff_budget = np.array([7 if b is None else b for b in budgets], dtype=float)
+    pgd = (0.2 + DENSITY_EFFECT * (CONV_WEIGHT * conv_density + id_density) / 2
+           + DIRECT_EFFECT * direct * (14 - eff_budget) / 14 + rng.normal(0, NOISE, n))
+    pgd = np.clip(pgd, 0.0, 1.0)
+    clean = np.clip(pgd + 0.3 + rng.normal(0, 0.02, n), 0.0, 1.0)
+    pgd_before = np.clip(pgd - 0.1 + rng.normal(0, 0.01, n), 0.0, 1.0)
+    clean_before = np.clip(pgd_before + 0.25 + rng.normal(0, 0.02, n), 0.0, 1.0)
+    return pgd, clean, pgd_before, clean_before
+
+
+def _kept(fsp_before: np.ndarray, keep: float | None) -> np.ndarray:
+    """The FSP filter's kept candidates: the ``keep`` fraction with the smallest deep-cell mean distance."""
+    kept = np.ones(len(fsp_before), dtype=bool)
+    if keep is not None:
+        order = np.argsort(fsp_before[:, list(deep_cells(fsp_before.shape[1]))].mean(axis=1), kind="stable")
+        kept[:] = False
+        kept[order[: int(np.ceil(keep * len(fsp_before)))]] = True
+    return kept
+
+
 def make_records(n: int = 60, *, seed: int = 0, cells: int = 5, cell_free: bool = False,
                  budgets: Sequence[int | None] = (None,), fsp: bool = True, proxies: bool = True,
                  fsp_keep: float | None = None, world_size: int = 1, n_eval: int = 1000,
@@ -81,10 +131,9 @@ def make_records(n: int = 60, *, seed: int = 0, cells: int = 5, cell_free: bool 
         budgets: conv budgets cycled over the candidates (None: unconstrained sampling).
         fsp: include the FSP columns (a ``robnet search`` run has none).
         proxies: include the zero-cost proxy columns.
-        fsp_keep: when given, the FSP filter of ``fspkit search --fsp-keep``: only this fraction of
-            candidates (smallest mean FSP distance of the deepest third of the cells before
-            finetuning, ``fsp_deep_before_finetune``) keep their after-finetuning
-            columns; the others are ``filtered_out`` with nulls there.
+        fsp_keep: the FSP filter of ``fspkit search --fsp-keep``: only this fraction (smallest
+            ``fsp_deep_before_finetune``) keep their after-finetuning columns; the others are
+            ``filtered_out`` with nulls there.
         world_size: ranks the candidates are sharded over (``rank = id % world_size``).
         n_eval: validation images behind each accuracy.
         retest: share of the candidates (the first ones) measured twice on half the images.
@@ -93,15 +142,8 @@ def make_records(n: int = 60, *, seed: int = 0, cells: int = 5, cell_free: bool 
     drawn = _genotypes(n, seed, cells, cell_free, list(budgets))
     bits = np.array([g.bits() for g, _ in drawn], dtype=float)  # (n, 28 * cells_in_genotype)
     conv_density = bits[:, 1::2].mean(axis=1)
-    id_density = bits[:, 0::2].mean(axis=1)
     direct = np.array([np.mean(g.direct_edge_convs()) for g, _ in drawn])
-    eff_budget = np.array([7 if b is None else b for _, b in drawn], dtype=float)
-    pgd = (0.2 + DENSITY_EFFECT * (CONV_WEIGHT * conv_density + id_density) / 2
-           + DIRECT_EFFECT * direct * (14 - eff_budget) / 14 + rng.normal(0, NOISE, n))
-    pgd = np.clip(pgd, 0.0, 1.0)
-    clean = np.clip(pgd + 0.3 + rng.normal(0, 0.02, n), 0.0, 1.0)
-    pgd_before = np.clip(pgd - 0.1 + rng.normal(0, 0.01, n), 0.0, 1.0)
-    clean_before = np.clip(pgd_before + 0.25 + rng.normal(0, 0.02, n), 0.0, 1.0)
+    pgd, clean, pgd_before, clean_before = _accuracies(bits, direct, [b for _, b in drawn], rng)
     z = (pgd - pgd.mean()) / pgd.std()
     depth = np.linspace(0.0, 1.0, cells)  # (cells,)
     convs = np.array([np.mean(g.num_convs()) for g, _ in drawn])
@@ -114,12 +156,7 @@ def make_records(n: int = 60, *, seed: int = 0, cells: int = 5, cell_free: bool 
 
     fsp_after, rel_after, scale_after = per_cell(0.1)
     fsp_bef, rel_bef, scale_bef = per_cell(0.3)
-    kept = np.ones(n, dtype=bool)
-    if fsp_keep is not None:
-        deep = max(1, int(np.ceil(cells / 3)))  # the search filters by the deepest third's mean distance
-        order = np.argsort(fsp_bef[:, -deep:].mean(axis=1), kind="stable")
-        kept[:] = False
-        kept[order[: int(np.ceil(fsp_keep * n))]] = True
+    kept = _kept(fsp_bef, fsp_keep)
     records: list[dict[str, Any]] = []
     for i, (g, budget) in enumerate(drawn):
         on = bool(kept[i])
@@ -135,28 +172,14 @@ def make_records(n: int = 60, *, seed: int = 0, cells: int = 5, cell_free: bool 
             "rank": i % world_size, "n_eval": n_eval, "finetune_epochs": 3 if on else 0,
             "pgd_acc_half": None, "pgd_acc_retest": None,
         }
-        if on and i < retest * n:
-            half = n_eval // 2
-            r["pgd_acc_half"], r["pgd_acc_retest"] = (float(v) for v in rng.binomial(half, pgd[i], 2) / half)
+        if on and i < retest * n:  # two half-size measurements with binomial noise
+            r["pgd_acc_half"], r["pgd_acc_retest"] = (float(v) for v in rng.binomial(n_eval // 2, pgd[i], 2)
+                                                      / (n_eval // 2))
         if fsp:
-            r.update({
-                "fsp": fsp_after[i].tolist() if on else None, "fsp_before_finetune": fsp_bef[i].tolist(),
-                "fsp_rel": rel_after[i].tolist() if on else None, "fsp_rel_before_finetune": rel_bef[i].tolist(),
-                "fsp_scale": scale_after[i].tolist() if on else None,
-                "fsp_scale_before_finetune": scale_bef[i].tolist(),
-                "fsp_deep": float(fsp_after[i, -max(1, int(np.ceil(cells / 3))):].mean()) if on else None,
-                "fsp_deep_before_finetune": float(fsp_bef[i, -max(1, int(np.ceil(cells / 3))):].mean()),
-                "filtered_out": not on, "seconds_fsp": float(0.2 + rng.uniform(0, 0.05)),
-            })
+            r.update(_fsp_fields(on, (fsp_after[i], rel_after[i], scale_after[i]),
+                                 (fsp_bef[i], rel_bef[i], scale_bef[i]), rng))
         if proxies:
-            r.update({
-                "proxy_grad_norm": float(5.0 + 20.0 * pgd[i] + rng.normal(0, 1.0)),
-                "proxy_synflow": float(np.log(params[i]) + rng.normal(0, 0.01)),
-                "proxy_naswot": float(rng.normal(100.0, 5.0)),
-                "seconds_grad_norm": float(0.05 + rng.uniform(0, 0.01)),
-                "seconds_synflow": float(0.03 + rng.uniform(0, 0.01)),
-                "seconds_naswot": float(0.04 + rng.uniform(0, 0.01)),
-            })
+            r.update(_proxy_fields(float(pgd[i]), int(params[i]), rng))
         records.append(r)
     return records
 

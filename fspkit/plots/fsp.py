@@ -57,7 +57,7 @@ def _correlation_panel(ax: Axes, pc: stats.PerCell) -> None:
     ax.set_ylabel("Spearman ρ, lower distance ↔ higher PGD acc.")
     ax.set_title("per cell: ρ of the negated distance (95% CI)\n* deep cell significant after Holm")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    legend(ax, loc="lower left")
+    legend(ax)
 
 
 def _profile_panel(ax: Axes, pc: stats.PerCell, profile: stats.DepthProfile, relative: bool) -> None:

@@ -211,12 +211,12 @@ def _pooling(pc: stats.PerCell) -> P:
 
 def _proxy_row(row: stats.ProxyRow) -> tuple[str, ...]:
     c = row.spearman
-    vs = "-" if row.vs_params is None else (f"{stats.fmt(row.vs_params.delta)} {stats.ci_text(row.vs_params.ci)}: "
-                                            f"{'beats it' if row.beats_params else 'does not beat it'}")
+    vs = "-" if row.vs_params is None else f"{stats.fmt(row.vs_params.delta)} {stats.ci_text(row.vs_params.ci)}"
+    beats = "-" if row.beats_params is None else "yes" if row.beats_params else "no"
     return (PROXY_NAMES.get(row.proxy, row.proxy), "lower" if row.lower_is_better else "higher", str(row.n),
             f"{stats.fmt(c.coef)} {stats.ci_text(c.ci)}", stats.fmt_p(c.pvalue), _cell(row.partial_params),
             f"{row.recall:.2f} {stats.ci_text(row.recall_ci, sign=False)} ({row.n_top_kept}/{row.n_top})",
-            stats.fmt_p(row.recall_pvalue), f"{row.random_recall:.2f}", vs,
+            stats.fmt_p(row.recall_pvalue), f"{row.random_recall:.2f}", vs, beats,
             "n/a" if row.seconds_per_candidate is None else f"{row.seconds_per_candidate:.3g}")
 
 
@@ -236,7 +236,8 @@ def proxies(r: stats.StudyReport, extra: Mapping[str, Any]) -> list[Block]:
                  "the interval of its Spearman minus the parameter count's lies above 0. The correlation given "
                  "parameters is a secondary control: with clustered capacity it keeps part of the capacity effect."))
     out.append(table(["score", "better", "n", "Spearman [95% CI]", "p", "given params", f"top-{top} recall at q={keep}",
-                      "recall p", "random", "vs params", "s / candidate"], [_proxy_row(row) for row in px.rows]))
+                      "recall p", "random", "minus params'", "beats params", "s / cand."],
+                     [_proxy_row(row) for row in px.rows]))
     if px.notes:
         out.append(List(tuple(f"Note: {n}" for n in px.notes)))
     return out + _filter_value(r, px, extra)

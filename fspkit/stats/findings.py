@@ -67,6 +67,13 @@ def _strata_reason(c: Correlation | None, strata: Strata, n: int) -> str:
     return f"too few candidates: n = {c.n} in {c.strata} strata, {need}"
 
 
+def _kind(c: Correlation | None) -> str:
+    """The deciding test's kind in words: a stratified permutation test, or its large-sample form."""
+    if c is None or "permutation" in c.p_method:
+        return "stratified permutation test"
+    return "stratified test, normal approximation"
+
+
 def _stratified(x: np.ndarray, y: np.ndarray, strata: Strata, keys: np.ndarray, names: tuple[str, str],
                 o: Options, rng: np.random.Generator, sign: int = 1) -> Correlation | None:
     try:
@@ -99,7 +106,7 @@ def density_claim(rows: Rows, strata: Strata, marginal: Correlation | None, nois
     verdict = decide(None if decider is None else decider.coef, None if decider is None else decider.pvalue,
                      1.0 if decider is None else decider.min_pvalue, detectable,
                      too_few=_strata_reason(decider, strata, len(rows)))
-    test = f"Spearman within strata of equal {strata.column} (stratified permutation test)"
+    test = f"Spearman within strata of equal {strata.column} ({_kind(decider)})"
     evidence = [] if decider is None else [evidence_of(decider, "decides", test, (strata.column,))]
     if marginal is not None:
         evidence.append(evidence_of(marginal, "marginal", "Spearman over all candidates (capacity not held fixed)"))
@@ -166,9 +173,9 @@ def direct_claim(rows: Rows, strata: Strata, groups: DirectConvs | None, noise: 
     convs = column(rows, R.CONVS) if has_column(rows, R.CONVS) else column(rows, R.BUDGET)
     small = convs <= SMALL_BUDGET
     x, y = column(rows, R.DIRECT_CONVS)[small], column(rows, R.PGD_ACC)[small]
-    test = (f"Spearman of direct-edge convs within strata of equal {strata.column}, budgets <= {SMALL_BUDGET} "
-            "(stratified permutation test)")
     decider = _stratified(x, y, strata, strata.keys[small], (R.DIRECT_CONVS, R.PGD_ACC), o, rng)
+    test = (f"Spearman of direct-edge convs within strata of equal {strata.column}, budgets <= {SMALL_BUDGET} "
+            f"({_kind(decider)})")
     detectable = detectable_correlation(decider.n_eff if decider else 0)
     verdict = decide(None if decider is None else decider.coef, None if decider is None else decider.pvalue,
                      1.0 if decider is None else decider.min_pvalue, detectable,
@@ -248,8 +255,9 @@ def fsp_claim(pc: PerCell, before: PerCell | None, rows: Rows, strata: Strata | 
     verdict = _fsp_verdict(pc, detectable)
     best = min(deep, key=lambda c: (c.holm_pvalue if c.holm_pvalue is not None else 2.0, -abs(c.fsp_pgd.coef)))
     cells = ", ".join(f"{c.cell} ({c.kind})" for c in deep)
+    kind = "permutation tests" if "permutation" in best.fsp_pgd.p_method else best.fsp_pgd.p_method
     test = (f"Spearman of each deep cell's negated FSP distance with PGD accuracy, cells {cells}, Holm-corrected "
-            "(permutation tests)")
+            f"({kind})")
     evidence = _deep_rows(pc) + _fsp_secondary(pc)
     data = [r for r in rows if r.get(R.FSP) is not None and r.get(R.PGD_ACC) is not None]
     if strata is not None and pc.stage == "after" and len(data) >= 3:

@@ -43,7 +43,7 @@ class Noise:
         n: candidates with a final PGD accuracy; n_eval: the median validation images behind each.
         n_retest, retest: candidates measured twice, and the rank correlation of the two halves.
         reliability, reliability_ci: Spearman-Brown reliability of the full measurement (None
-            without a retest, or when r <= 0).
+            without a retest; 0 where r <= 0: the interval's ends are mapped the same way).
         ceiling, ceiling_ci: ``sqrt(reliability)``, the largest correlation any score can reach.
         alpha, power: of the detectable effect; detectable: the smallest correlation a test on all n
             candidates detects; detectable_true: the same divided by the ceiling.
@@ -79,7 +79,8 @@ class Noise:
 
 
 def _spearman_brown(r: float) -> float:
-    return 2 * r / (1 + r) if r > 0 else math.nan
+    """Reliability of the doubled measurement; 0 when the halves do not agree at all (r <= 0)."""
+    return 2 * r / (1 + r) if r > 0 else 0.0 if math.isfinite(r) else math.nan
 
 
 def _retest(records: Records, n_boot: int, gen: np.random.Generator, notes: list[str]
@@ -135,13 +136,10 @@ def measurement_noise(records: Records, *, top: float = 0.1, n_boot: int = 1000,
     if retest is not None:
         rel = _spearman_brown(retest.coef)
         rel_ci = (_spearman_brown(retest.ci[0]), _spearman_brown(retest.ci[1]))
-        if not math.isfinite(rel):
+        if rel == 0:
             notes.append(f"test-retest: r = {retest.coef:+.2f} <= 0, the measurement shows no reliable ranking")
-            rel = None
-        else:
-            ceiling = math.sqrt(rel)
-            ceiling_ci = (math.sqrt(rel_ci[0]) if math.isfinite(rel_ci[0]) else math.nan,
-                          math.sqrt(rel_ci[1]) if math.isfinite(rel_ci[1]) else math.nan)
+        ceiling = math.sqrt(rel)
+        ceiling_ci = (math.sqrt(rel_ci[0]), math.sqrt(rel_ci[1]))
     detectable = detectable_correlation(len(rows), alpha=alpha, power=power)
     n_eval = column(rows, R.N_EVAL) if has_column(rows, R.N_EVAL) else None
     n_top, overlap, overlap_ci = 0, None, (math.nan, math.nan)
@@ -152,6 +150,6 @@ def measurement_noise(records: Records, *, top: float = 0.1, n_boot: int = 1000,
     return Noise(n=len(rows), n_eval=None if n_eval is None else int(np.median(n_eval)), n_retest=n_retest,
                  retest=retest, reliability=rel, reliability_ci=rel_ci, ceiling=ceiling,
                  ceiling_ci=ceiling_ci, alpha=alpha, power=power, detectable=detectable,
-                 detectable_true=None if ceiling is None else min(1.0, detectable / ceiling),
+                 detectable_true=None if ceiling is None else min(1.0, detectable / ceiling) if ceiling else 1.0,
                  reference_effect=REFERENCE_EFFECT, top=top, n_top=n_top, overlap=overlap, overlap_ci=overlap_ci,
                  draws=STABILITY_DRAWS if overlap is not None else 0, notes=tuple(notes))

@@ -80,10 +80,13 @@ def test_demo_end_to_end_reduced(tmp_path, capsys):
     assert "fig5_density.png" in figures and "fig7_fsp_depth.png" in figures
     records = [json.loads(line) for line in (out / "run" / "records.rank0.jsonl").read_text().splitlines()]
     assert sorted(r["id"] for r in records) == list(range(9))
-    assert all(len(r["fsp"]) == 3 and len(r["fsp_before_finetune"]) == 3 for r in records)
+    layers = json.loads((out / "run" / "search.json").read_text())["config"]["layers"]
+    assert all(len(r["fsp"]) == layers and len(r["fsp_before_finetune"]) == layers for r in records)
     assert all(r["proxy_grad_norm"] is not None for r in records)
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["n_records"] == 9
+    assert stats["n_records"] == 9 and [c["id"] for c in stats["claims"]] == ["f1_density", "f1_classifier",
+                                                                             "f2_direct_edges", "f3_fsp_deep"]
+    assert stats["selection"]["test_pgd_acc"] is not None  # validation beside the held-out test accuracy
     html = (out / "report.html").read_text()
     assert "figures/fig5_density.png" in html
     before = (out / "run" / "records.rank0.jsonl").read_bytes()
