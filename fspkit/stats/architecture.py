@@ -25,6 +25,7 @@ from fspkit.stats.core import (
     _vector,
 )
 from fspkit.stats.correlation import Correlation, correlate
+from robnet.search import records as R
 
 __all__ = [
     "CONV_BINS", "BudgetGroup", "DirectConvs", "Finding2", "conv_bins", "direct_conv_counts", "direct_convs_by_budget",
@@ -63,7 +64,7 @@ class Finding2:
 
 
 def finding2(density: Any, pgd_acc: Any, *, level: float = LEVEL, grid: int = 50, n_boot: int = N_BOOT,
-             n_perm: int = 0, rng: RngLike = None, names: tuple[str, str] = ("density", "pgd_acc"),
+             n_perm: int = 0, rng: RngLike = None, names: tuple[str, str] = (R.DENSITY, R.PGD_ACC),
              resample_max_n: int | None = RESAMPLE_MAX_N) -> Finding2:
     """Is a denser architecture more robust? Linear fit, band and Spearman (see :class:`Finding2`).
 
@@ -182,7 +183,7 @@ def _group(b: int | None, label: str, x: np.ndarray, y: np.ndarray, method: str,
                 "one direct-conv count only" if len(counts) < 2 else "constant PGD accuracy")
     else:
         corr = correlate(x, y, method=method, n_boot=n_boot, n_perm=n_perm if method != "kendall" else 0,
-                         rng=gen, names=("direct_convs", "pgd_acc"), level=level, resample_max_n=resample_max_n)
+                         rng=gen, names=(R.DIRECT_CONVS, R.PGD_ACC), level=level, resample_max_n=resample_max_n)
     return BudgetGroup(budget=b, label=label, n=len(x), counts=tuple(float(c) for c in counts),
                        mean_pgd=tuple(s[0] for s in stats), ci_low=tuple(s[1] for s in stats),
                        ci_high=tuple(s[2] for s in stats), n_per_count=tuple(int(np.sum(x == c)) for c in counts),
@@ -205,8 +206,8 @@ def direct_convs_by_budget(direct_convs: Any, budget: Any, pgd_acc: Any, *, meth
     """
     _method(method)
     gen = _generator(rng)
-    dc = _vector(direct_convs, "direct_convs", constant_ok=True)
-    pgd = _vector(pgd_acc, "pgd_acc", n=len(dc), other="direct_convs", constant_ok=True)
+    dc = _vector(direct_convs, R.DIRECT_CONVS, constant_ok=True)
+    pgd = _vector(pgd_acc, R.PGD_ACC, n=len(dc), other=R.DIRECT_CONVS, constant_ok=True)
     budgets = _budgets(budget, len(dc))
     keys = sorted({b for b in budgets if b is not None}) + ([None] if None in budgets else [])
     groups = []

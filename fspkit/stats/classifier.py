@@ -25,6 +25,7 @@ import numpy as np
 
 from fspkit.stats import resampling as rs
 from fspkit.stats.core import RngLike, _generator, _seed, _vector
+from robnet.search import records as R
 
 __all__ = ["BITS_PER_CELL", "BitShare", "Finding1", "bit_names", "finding1"]
 
@@ -289,7 +290,7 @@ def finding1(bits: Any, pgd_acc: Any, *, k: int | None = None, strata: Any = Non
     """
     gen = _generator(rng)
     x = _bits_matrix(bits)
-    pgd = _vector(pgd_acc, "pgd_acc", n=len(x), other="bits", min_n=4)
+    pgd = _vector(pgd_acc, R.PGD_ACC, n=len(x), other=R.BITS, min_n=4)
     if not (isinstance(C, int | float) and C > 0):
         raise ValueError(f"finding1: C must be a positive number, got {C!r}")
     keys = None if strata is None else np.asarray(strata, dtype=float)

@@ -41,6 +41,7 @@ from fspkit.stats.core import (
 from fspkit.stats.correlation import Correlation, correlate
 from fspkit.stats.depth import deep_mean
 from fspkit.stats.inference import recall_pvalue, wilson_interval
+from robnet.search import records as R
 
 __all__ = ["FilterQuality", "filter_quality", "keep_mask", "score_column", "top_mask"]
 
@@ -119,7 +120,7 @@ def _recall_interval(key: np.ndarray, y: np.ndarray, n_keep: int, m_top: int, hi
 
 def filter_quality(score: Any, final_pgd: Any, *, keep: float = 0.3, top: float = 0.1, lower_is_better: bool = True,
                    n_boot: int = N_BOOT, n_perm: int = 0, rng: RngLike = None,
-                   names: tuple[str, str] = ("score", "pgd_acc"), level: float = LEVEL,
+                   names: tuple[str, str] = ("score", R.PGD_ACC), level: float = LEVEL,
                    resample_max_n: int | None = RESAMPLE_MAX_N) -> FilterQuality:
     """Recall of the true top-``top`` candidates among the ``keep`` fraction with the best score
     (the smallest when ``lower_is_better``, as for FSP distance), its exact p-value against a random

@@ -125,7 +125,7 @@ def _share_rows(f: Finding1, role: str, where: str, kinds: Sequence[str]) -> lis
                                              f"({s.n_positive} of {s.n_positive + s.n_negative})",
                             statistic=s.share, ci=(math.nan, math.nan), ci_method="none: a share of signs",
                             pvalue=s.pvalue, p_method=f"label permutation ({f.n_perm} refits)", n=f.points,
-                            controls=("convs",) if f.stratified else (), note=f"null median {null}", kind="share"))
+                            controls=(R.CONVS,) if f.stratified else (), note=f"null median {null}", kind="share"))
     return out
 
 
@@ -230,7 +230,7 @@ def _fsp_secondary(pc: PerCell) -> list[Evidence]:
     for c in (pc.cells[i] for i in pc.deep_cells):
         if c.partial is not None:
             out.append(evidence_of(c.partial, "secondary", f"cell {c.cell}: raw distance given the activation "
-                                                           "scale ||G(x)||²", (f"fsp_scale[cell {c.cell}]",)))
+                                                           "scale ||G(x)||²", (f"{R.FSP_SCALE}[cell {c.cell}]",)))
     return out
 
 
