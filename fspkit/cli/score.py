@@ -124,8 +124,14 @@ def cmd_score(args: argparse.Namespace) -> int:
         return tqdm(it, desc="fspkit score", unit="batch", total=n_batches,
                     disable=True if args.quiet else None)  # None: off when stderr is not a TTY
 
-    report = score(model, loader, attack, cells=args.cells, attack_settings=attack_record(cfg), seed=args.seed,
+    cells = "auto" if args.cells == ["auto"] else args.cells
+    report = score(model, loader, attack, cells=cells, attack_settings=attack_record(cfg), seed=args.seed,
                    progress=bar)
+    if "cell_choice" in report.extra:
+        choice = report.extra["cell_choice"]
+        print(f"--cells auto chose {len(choice['names'])} cells:")
+        for line in [*(g["reason"] for g in choice["groups"]), *choice["notes"]]:
+            print(f"  {line}")
     print(f"{args.checkpoint}: {args.data}/{args.split}, attack {format_attack(cfg)}"
           + (" (bf16 autocast, --amp)" if args.amp else ""))
     print(report.table())

@@ -96,10 +96,10 @@ def _load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, stri
                label: str, hint: str | None = None) -> None:
     """Load ``state_dict`` into ``model`` or raise one CheckpointError line listing the missing,
     unexpected and mismatched keys; ``label`` names the architecture, ``hint`` replaces the
-    report's generic hint when only keys (not shapes) differ."""
+    report's generic hint (a class-count hint still wins when it applies)."""
     report = compare_state_dict(state_dict, model)
     if report.mismatched or (strict and not report.ok):
-        tail = report.hint() if hint is None or report.mismatched else hint
+        tail = report.hint() if hint is None else report.hint(default=hint)
         raise CheckpointError(f"checkpoint {path} does not match architecture {label}: {report.summary()}.{tail}")
     if not report.ok:
         logger.warning("checkpoint %s loaded with strict=False: %s", path, report.summary())

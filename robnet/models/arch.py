@@ -318,12 +318,12 @@ class StateDictReport:
             parts.append(f"{len(self.mismatched)} shape mismatches ({', '.join(shown)}{more})")
         return ", ".join(parts)
 
-    def hint(self) -> str:
-        """`` Hint: ...`` naming the class count when only a classifier's rows differ."""
+    def hint(self, default: str = " Hint: check the architecture name, C, layers and num_classes") -> str:
+        """`` Hint: ...`` naming the class count when only a classifier's rows differ, else ``default``."""
         for key, ckpt, model in self.mismatched:
             if key.endswith("weight") and len(ckpt) == 2 == len(model) and ckpt[1] == model[1]:
                 return f" Hint: the checkpoint has {ckpt[0]} classes; pass num_classes={ckpt[0]}"
-        return " Hint: check the architecture name, C, layers and num_classes"
+        return default
 
 
 def _first(keys: list[str]) -> str:
