@@ -26,6 +26,7 @@ from robnet.attacks.square import square
 
 __all__ = [
     "MASKING_LARGE_EPS",
+    "MASKING_LARGE_EPS_STEPS",
     "MASKING_PGD_STEPS",
     "MASKING_SQUARE_QUERIES",
     "MaskingReport",
@@ -145,7 +146,7 @@ def _black_box_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
                       generator: torch.Generator | None, report: MaskingReport, slack: float,
                       queries: int) -> None:
     """Square (black-box) not stronger than PGD-20 (white-box); accuracy falls to 0 as eps grows."""
-    if queries > 0:
+    if queries > 0 and x.dim() == 4:
         a_sq = _accuracy(model, square(model, x, y, eps=eps, queries=queries, generator=generator), y)
         report.add("square_vs_white_box", a_sq < white_box - slack,
                    f"the black-box Square attack ({queries} queries) beats white-box PGD-20 on the first batch "
@@ -153,7 +154,8 @@ def _black_box_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
                    "masking; report AutoAttack (--attacks autoattack)", square=a_sq, white_box=white_box,
                    queries=queries, slack=slack)
     else:
-        report.skip(["square_vs_white_box"], "square_queries=0")
+        why = "square_queries=0" if queries <= 0 else "inputs are not images (N, C, H, W)"
+        report.skip(["square_vs_white_box"], why)
     big = max(eps, MASKING_LARGE_EPS)
     steps = MASKING_LARGE_EPS_STEPS
     a_big = _accuracy(model, pgd(model, x, y, eps=big, step_size=2.5 * big / steps, steps=steps, generator=generator),
