@@ -5,9 +5,9 @@
 """
 
 import torch
+from mymodels import build
 from safetensors.torch import save_file
 
-from mymodels import build
 from robnet.data import load_dataset
 from robnet.train import TrainConfig, finetune
 

@@ -70,3 +70,9 @@ def correct(model: nn.Module, x: Tensor, y: Tensor) -> int:
     """How many rows of x the model classifies correctly."""
     with torch.no_grad():
         return int((model(x).argmax(1) == y).sum())
+
+
+# Why a torchattacks comparison skips: .ci/run installs it without its requirements (torchvision, an old requests),
+# which would replace the CPU torch.
+TORCHATTACKS_SKIP = ("needs torchattacks, the independent AutoAttack: pip install --no-deps torchattacks (its own "
+                     "requirements would replace torch)")

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from robnet.attacks.apgd import apgd, apgd_checkpoints, dlr_loss, dlr_targeted_loss
 from robnet.attacks.gradient import pgd
 from robnet.utils import train_mode
-from tests.robnet.attacks._robust_digits import DIGITS_EPS, batch, correct, robust_digits, tiny_cnn
+from tests.robnet.attacks._robust_digits import DIGITS_EPS, TORCHATTACKS_SKIP, batch, correct, robust_digits, tiny_cnn
 
 EPS = 8 / 255
 apgd_module = importlib.import_module("robnet.attacks.apgd")  # the package face's `apgd` is the function
@@ -220,7 +220,7 @@ def test_close_to_torchattacks_apgd_and_stronger_than_pgd() -> None:
     robust counts were equal for every seed (APGD-CE 301-304, APGD-T 298); random starts differ (their global RNG,
     our generator), so allow 3 samples of 360. APGD-CE must also be about as strong as our PGD-20 (step eps/4, a
     step tuned for this radius; 302-304 at seeds 0-2), within the same 3 samples."""
-    torchattacks = pytest.importorskip("torchattacks", reason="the test extra installs torchattacks (--no-deps)")
+    torchattacks = pytest.importorskip("torchattacks", reason=TORCHATTACKS_SKIP)
     model, x, y = robust_digits()
     ours_ce = correct(model, apgd(model, x, y, eps=DIGITS_EPS, generator=gen(0)), y)
     ours_t = correct(model, apgd(model, x, y, eps=DIGITS_EPS, loss="dlr-targeted", generator=gen(0)), y)

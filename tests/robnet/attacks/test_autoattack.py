@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from robnet.attacks.autoattack import AUTOATTACK_ATTACKS, AutoAttackResult, autoattack, autoattack_result
 from robnet.attacks.gradient import pgd
 from robnet.utils import train_mode
-from tests.robnet.attacks._robust_digits import DIGITS_EPS, batch, correct, robust_digits, tiny_cnn
+from tests.robnet.attacks._robust_digits import DIGITS_EPS, TORCHATTACKS_SKIP, batch, correct, robust_digits, tiny_cnn
 
 EPS = 8 / 255
 QUICK: dict[str, Any] = {"steps": 5, "queries": 20, "n_target_classes": 3}
@@ -137,7 +137,7 @@ def test_close_to_torchattacks_autoattack_and_below_pgd20() -> None:
     left standing by both at every seed (ours: 301-304 after APGD-CE, 298 after APGD-T, nothing more for FAB-T and
     Square); random starts differ (their global RNG, our generator), so allow 3 samples of 360 (0.8 points). Our
     AutoAttack accuracy must never exceed our PGD-20 accuracy (302-304; a weaker ensemble would be a bug)."""
-    torchattacks = pytest.importorskip("torchattacks", reason="the test extra installs torchattacks (--no-deps)")
+    torchattacks = pytest.importorskip("torchattacks", reason=TORCHATTACKS_SKIP)
     model, x, y = robust_digits()
     res = autoattack_result(model, x, y, eps=DIGITS_EPS, seed=0)
     ours = res.counts()["square"]

@@ -10,7 +10,7 @@ from scipy.optimize import linprog, minimize
 
 from robnet.attacks.fab import fab_t, project_onto_hyperplane
 from robnet.utils import train_mode
-from tests.robnet.attacks._robust_digits import DIGITS_EPS, batch, correct, robust_digits, tiny_cnn
+from tests.robnet.attacks._robust_digits import DIGITS_EPS, TORCHATTACKS_SKIP, batch, correct, robust_digits, tiny_cnn
 
 EPS = 8 / 255
 
@@ -124,7 +124,7 @@ def test_close_to_torchattacks_fab_t() -> None:
     """torchattacks 3.5.1's FAB with multi_targeted=True (the authors' FAB-T) on the same model, samples, eps 0.1
     and budget (100 steps, 9 targets, 1 restart: no randomness in either). Measured on the 360 test digits: equal
     robust counts (301 and 301, also at seeds 1-4); allow 2 samples for floating-point ties at the boundary."""
-    torchattacks = pytest.importorskip("torchattacks", reason="the test extra installs torchattacks (--no-deps)")
+    torchattacks = pytest.importorskip("torchattacks", reason=TORCHATTACKS_SKIP)
     model, x, y = robust_digits()
     ours = correct(model, fab_t(model, x, y, eps=DIGITS_EPS), y)
     with torch.random.fork_rng():

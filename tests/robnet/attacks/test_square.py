@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from robnet.attacks.square import margin, square, square_p_schedule, square_side
 from robnet.utils import train_mode
-from tests.robnet.attacks._robust_digits import DIGITS_EPS, batch, correct, robust_digits, tiny_cnn
+from tests.robnet.attacks._robust_digits import DIGITS_EPS, TORCHATTACKS_SKIP, batch, correct, robust_digits, tiny_cnn
 
 EPS = 8 / 255
 square_module = importlib.import_module("robnet.attacks.square")  # the package face's `square` is the function
@@ -157,7 +157,7 @@ def test_close_to_torchattacks_square(monkeypatch: pytest.MonkeyPatch) -> None:
     reach the last row and column (on 8x8 images, 15 of 64 pixels for the small late squares), 304-311 (one square
     and sign per batch there, one per image here). So: ours as implemented is at least as strong (up to 2 samples
     of noise), and with the authors' positions within 6 samples of theirs (the seed-to-seed spread of either)."""
-    torchattacks = pytest.importorskip("torchattacks", reason="the test extra installs torchattacks (--no-deps)")
+    torchattacks = pytest.importorskip("torchattacks", reason=TORCHATTACKS_SKIP)
     model, x, y = robust_digits()
     with torch.random.fork_rng():
         theirs = correct(model, torchattacks.Square(model, eps=DIGITS_EPS, n_queries=5000, seed=0)(x, y), y)
