@@ -16,9 +16,10 @@ Settings, threat model and decisions: docs/design.md §3.
 
 from .apgd import apgd
 from .autoattack import AUTOATTACK_ATTACKS, AutoAttackResult, autoattack, autoattack_result
+from .deepfool import deepfool
 from .evaluation import AttackResult, EvalReport, evaluate, wilson_interval
 from .fab import fab_t
-from .gradient import AttackFn, deepfool, fgsm, mifgsm, no_attack, pgd, pgd_l2
+from .gradient import AttackFn, fgsm, mifgsm, no_attack, pgd, pgd_l2
 from .masking import MaskingReport, gradient_masking_checks, gradient_masking_report
 from .spec import (
     ATTACK_NAMES,

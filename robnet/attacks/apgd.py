@@ -51,17 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robnet.attacks.gradient import (
-    _check_inputs,
-    _check_number,
-    _check_steps,
-    _l2_norms,
-    _linf_bounds,
-    _logits,
-    _project_l2_,
-    _rand,
-    _row_view,
-)
+from robnet.attacks._checks import _check_inputs, _check_number, _check_steps, _logits
+from robnet.attacks._ops import _l2_norms, _linf_bounds, _project_l2_, _rand, _row_view
 from robnet.utils import frozen_params
 
 __all__ = ["APGD_LOSSES", "NORMS", "apgd", "apgd_checkpoints", "check_norm", "dlr_loss", "dlr_targeted_loss"]

@@ -40,8 +40,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from robnet.attacks._checks import _check_inputs, _check_number, _check_steps, _logits
+from robnet.attacks._ops import _rand, _row_view
 from robnet.attacks.apgd import _check_int, check_norm
-from robnet.attacks.gradient import _check_inputs, _check_number, _check_steps, _logits, _rand, _row_view
 from robnet.utils import frozen_params
 
 __all__ = ["fab_t", "project_onto_hyperplane"]

@@ -9,9 +9,10 @@ of a spec (two specs that say the same thing normalize to the same string),
 :func:`attack_record` is the one schema in which ``robnet eval`` and ``fspkit score`` record an
 attack (``asdict(config)`` plus its spec).
 
-The attack functions themselves live in :mod:`robnet.attacks.gradient` (FGSM, PGD, MI-FGSM,
-DeepFool), :mod:`~robnet.attacks.apgd`, :mod:`~robnet.attacks.fab`, :mod:`~robnet.attacks.square`
-and :mod:`~robnet.attacks.autoattack`.
+The attack functions themselves live in :mod:`robnet.attacks.gradient` (FGSM, PGD, MI-FGSM),
+:mod:`~robnet.attacks.deepfool`, :mod:`~robnet.attacks.apgd`, :mod:`~robnet.attacks.fab`,
+:mod:`~robnet.attacks.square` and :mod:`~robnet.attacks.autoattack`; the table that binds a
+config to its function is in :mod:`robnet.attacks._binders`.
 """
 
 from __future__ import annotations
@@ -27,11 +28,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robnet.attacks.apgd import APGD_LOSSES, NORMS, apgd
-from robnet.attacks.autoattack import AutoAttackResult, autoattack_result
-from robnet.attacks.fab import fab_t
-from robnet.attacks.gradient import AttackFn, deepfool, fgsm, mifgsm, no_attack, pgd, pgd_l2
-from robnet.attacks.square import square
+from robnet.attacks._binders import _BINDERS, _autoattack_runner
+from robnet.attacks.apgd import APGD_LOSSES, NORMS
+from robnet.attacks.autoattack import AutoAttackResult
+from robnet.attacks.gradient import AttackFn
 
 __all__ = [
     "ATTACK_NAMES",
@@ -54,91 +54,7 @@ _LINF_NAMES = ("fgsm", "pgd", "mifgsm", "square", "autoattack")
 _FINITE_EPS_NAMES = ("pgd_l2", "apgd", "fab_t", "square", "autoattack")
 # The float fields, stored as float so that equal settings written as 1 or 1.0 record alike.
 _FLOAT_FIELDS = ("eps", "step_size", "decay", "overshoot", "p_init")
-
-
-# ----------------------------------------------------------------------------- binders
-
-_Binder = Callable[["AttackConfig", torch.Generator | None], AttackFn]
-
-
-def _bind_none(c: AttackConfig, generator: torch.Generator | None) -> AttackFn:
-    return no_attack
-
-
-def _bind_fgsm(c: AttackConfig, generator: torch.Generator | None) -> AttackFn:
-    def run(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        return fgsm(model, x, y, eps=c.eps)
-    return run
-
-
-def _bind_pgd(c: AttackConfig, generator: torch.Generator | None) -> AttackFn:
-    def run(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        return pgd(model, x, y, eps=c.eps, step_size=c.step_size, steps=c.steps, random_start=c.random_start,
-                   generator=generator)
-    return run
-
-
-def _bind_pgd_l2(c: AttackConfig, generator: torch.Generator | None) -> AttackFn:
-    def run(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        return pgd_l2(model, x, y, eps=c.eps, step_size=c.step_size, steps=c.steps, random_start=c.random_start,
-                      generator=generator)
-    return run
-
-
-def _bind_mifgsm(c: AttackConfig, generator: torch.Generator | None) -> AttackFn:
-    def run(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        return mifgsm(model, x, y, eps=c.eps, step_size=c.step_size, steps=c.steps, decay=c.decay)
-    return run
-
-
-def _bind_deepfool(c: AttackConfig, generator: torch.Generator | None) -> AttackFn:
-    def run(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        return deepfool(model, x, y, steps=c.steps, overshoot=c.overshoot, num_candidates=c.num_candidates,
-                        norm=c.norm, eps=None if math.isinf(c.eps) else c.eps)
-    return run
-
-
-def _bind_apgd(c: AttackConfig, generator: torch.Generator | None) -> AttackFn:
-    def run(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        return apgd(model, x, y, eps=c.eps, norm=c.norm, loss=c.loss, steps=c.steps, restarts=c.restarts,
-                    n_target_classes=c.n_target_classes, generator=generator)
-    return run
-
-
-def _bind_fab_t(c: AttackConfig, generator: torch.Generator | None) -> AttackFn:
-    def run(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        return fab_t(model, x, y, eps=c.eps, norm=c.norm, steps=c.steps, restarts=c.restarts,
-                     n_target_classes=c.n_target_classes, generator=generator)
-    return run
-
-
-def _bind_square(c: AttackConfig, generator: torch.Generator | None) -> AttackFn:
-    def run(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        return square(model, x, y, eps=c.eps, norm=c.norm, queries=c.queries, p_init=c.p_init, generator=generator)
-    return run
-
-
-def _bind_autoattack(c: AttackConfig, generator: torch.Generator | None) -> AttackFn:
-    runner = make_autoattack(c, generator=generator)
-
-    def run(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        return runner(model, x, y).x_adv
-    return run
-
-
-# The one table from an attack name to its binder; ATTACK_NAMES and make_attack follow it.
-_BINDERS: dict[str, _Binder] = {
-    "none": _bind_none,
-    "fgsm": _bind_fgsm,
-    "pgd": _bind_pgd,
-    "pgd_l2": _bind_pgd_l2,
-    "mifgsm": _bind_mifgsm,
-    "deepfool": _bind_deepfool,
-    "apgd": _bind_apgd,
-    "fab_t": _bind_fab_t,
-    "square": _bind_square,
-    "autoattack": _bind_autoattack,
-}
+# The attack names, in the order of the name -> binder table (robnet.attacks._binders).
 ATTACK_NAMES = tuple(_BINDERS)
 
 
@@ -289,13 +205,7 @@ def make_autoattack(cfg: AttackConfig, *, generator: torch.Generator | None = No
     if cfg.name != "autoattack":
         raise ValueError(f"make_autoattack: expected an autoattack config, got {cfg.name!r}. "
                          "Hint: make_attack binds every attack")
-
-    def run(model: nn.Module, x: Tensor, y: Tensor) -> AutoAttackResult:
-        device = generator.device if generator is not None else torch.device("cpu")
-        seed = int(torch.randint(2**62, (1,), generator=generator, device=device))
-        return autoattack_result(model, x, y, eps=cfg.eps, norm=cfg.norm, seed=seed, steps=cfg.steps,
-                                 queries=cfg.queries, restarts=cfg.restarts, n_target_classes=cfg.n_target_classes)
-    return run
+    return _autoattack_runner(cfg, generator)
 
 
 def attack_record(cfg: AttackConfig) -> dict[str, Any]:

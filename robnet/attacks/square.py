@@ -34,8 +34,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from robnet.attacks._checks import _check_inputs, _check_number, _logits
+from robnet.attacks._ops import _linf_bounds, _row_view
 from robnet.attacks.apgd import check_norm
-from robnet.attacks.gradient import _check_inputs, _check_number, _linf_bounds, _logits, _row_view
 
 __all__ = ["margin", "square", "square_p_schedule", "square_side"]
 
@@ -66,7 +67,7 @@ def square_side(p: float, height: int, width: int) -> int:
 
 
 def _randint(high: int, shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Uniform integers in [0, high) drawn on the generator's device (as :func:`gradient._rand`), on like's."""
+    """Uniform integers in [0, high) drawn on the generator's device (as :func:`_ops._rand`), on like's."""
     device = generator.device if generator is not None else like.device
     return torch.randint(high, shape, generator=generator, device=device).to(like.device)
 

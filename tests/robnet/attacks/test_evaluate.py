@@ -253,7 +253,7 @@ def test_non_finite_outputs_are_refused_before_evaluation():
 
 def test_masking_checks_use_the_radius_of_the_attacks(monkeypatch):
     """Before: the checks always ran at 8/255, whatever eps the attacks used."""
-    import robnet.attacks.evaluation as ev
+    import robnet.attacks._loop as loop
     from robnet.attacks.masking import masking_settings
 
     cfgs = [parse_attack(s) for s in ("clean", "fgsm:eps=0.1", "pgd5:eps=0.2,step_size=0.05", "pgd3:eps=0.3")]
@@ -264,13 +264,13 @@ def test_masking_checks_use_the_radius_of_the_attacks(monkeypatch):
     assert masking_settings([parse_attack("clean"), parse_attack("autoattack:eps=0.1")]) == (0.1, 0.025)
     assert masking_settings([parse_attack("apgd-ce_l2"), parse_attack("square:eps=0.2")]) == (0.2, 0.05)
     seen = []
-    real = ev.gradient_masking_report
+    real = loop.gradient_masking_report
 
     def spy(model, x, y, **kw):
         seen.append((kw["eps"], kw["step_size"]))
         return real(model, x, y, **kw)
 
-    monkeypatch.setattr(ev, "gradient_masking_report", spy)
+    monkeypatch.setattr(loop, "gradient_masking_report", spy)
     data = load_dataset("digits", split="test").subset(range(8))
     report = evaluate(_digits_model(), data, [("fgsm", cfgs[1]), ("pgd", cfgs[2])], batch_size=8, progress=False)
     assert seen == [(0.2, 0.05)]

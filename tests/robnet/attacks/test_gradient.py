@@ -21,7 +21,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from robnet.attacks.gradient import deepfool, fgsm, mifgsm, no_attack, pgd, pgd_l2
+from robnet.attacks.deepfool import deepfool
+from robnet.attacks.gradient import fgsm, mifgsm, no_attack, pgd, pgd_l2
 from robnet.utils import eval_mode, train_mode
 
 EPS = 8 / 255

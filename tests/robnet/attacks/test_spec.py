@@ -14,8 +14,9 @@ from torch import Tensor, nn
 
 from robnet.attacks.apgd import apgd
 from robnet.attacks.autoattack import autoattack, autoattack_result
+from robnet.attacks.deepfool import deepfool
 from robnet.attacks.fab import fab_t
-from robnet.attacks.gradient import deepfool, fgsm, mifgsm, pgd, pgd_l2
+from robnet.attacks.gradient import fgsm, mifgsm, pgd, pgd_l2
 from robnet.attacks.spec import (
     ATTACK_NAMES,
     AttackConfig,
