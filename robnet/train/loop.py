@@ -244,32 +244,46 @@ def train_epoch(net: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Opt
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
                disable=True if progress is False or rank else None)
     for step, (x, y) in enumerate(bar):
-        noise = None
-        if config.random_start and config.eps > 0:
-            # Drawn for the whole global batch: the loader gives rank r the global batch's rows
-            # r, r + W, r + 2W, ..., so slicing the noise the same way makes the run independent
-            # of the number of processes.
-            gen = _noise_generator(config.seed, epoch, step, device)
-            full = torch.empty((config.batch_size, *x.shape[1:]), device=device).uniform_(-1.0, 1.0, generator=gen)
-            noise = full[rank::world]  # in units of eps (robnet.attacks.gradient.pgd's `noise`)
+        noise = _start_noise(config, epoch, step, x, device, rank, world)
         args = tuple(step_args(step)) if step_args is not None else ()
         attacked = _BoundArgs(raw, args) if args else raw
         loss, corr = adversarial_step(net, attacked, optimizer, x, y, config=config, noise=noise, amp=amp, args=args)
         loss_sum += loss
         correct += corr
         seen += y.numel()
-    totals = torch.stack([loss_sum, correct.double(),
-                                  torch.tensor(float(seen), device=device, dtype=torch.float64)])
-    if world > 1:  # the loader's processes, not the process group's: see validate
-        all_reduce_(totals)
-    total_loss, total_correct, total_seen = totals.tolist()
-    stats = EpochTrainStats(loss=total_loss / max(total_seen, 1), adv_acc=total_correct / max(total_seen, 1),
-                            images=int(total_seen), seconds=time.perf_counter() - t0)
+    stats = _epoch_stats(loss_sum, correct, seen, device=device, world=world, t0=t0)
     finite_loss = math.isfinite(stats.loss)
     if not finite_loss or not _all_finite(raw):
         what = f"the training loss became {stats.loss}" if not finite_loss else "a weight became non-finite"
         raise TrainingDiverged(epoch=epoch + 1, what=what, lr=lr)
     return stats
+
+
+def _start_noise(config: TrainConfig, epoch: int, step: int, x: torch.Tensor, device: torch.device, rank: int,
+                 world: int) -> torch.Tensor | None:
+    """This rank's rows of the step's random PGD start, in units of eps (robnet.attacks.gradient.pgd's
+    ``noise``), or None without a random start.
+
+    Drawn for the whole global batch: the loader gives rank r the global batch's rows r, r + W,
+    r + 2W, ..., so slicing the noise the same way makes the run independent of the number of
+    processes.
+    """
+    if not (config.random_start and config.eps > 0):
+        return None
+    gen = _noise_generator(config.seed, epoch, step, device)
+    full = torch.empty((config.batch_size, *x.shape[1:]), device=device).uniform_(-1.0, 1.0, generator=gen)
+    return full[rank::world]
+
+
+def _epoch_stats(loss_sum: torch.Tensor, correct: torch.Tensor, seen: int, *, device: torch.device, world: int,
+                 t0: float) -> EpochTrainStats:
+    """The epoch's loss and accuracy over every rank's examples (one all-reduce, one host sync)."""
+    totals = torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), device=device, dtype=torch.float64)])
+    if world > 1:  # the loader's processes, not the process group's: see validate
+        all_reduce_(totals)
+    total_loss, total_correct, total_seen = totals.tolist()
+    return EpochTrainStats(loss=total_loss / max(total_seen, 1), adv_acc=total_correct / max(total_seen, 1),
+                           images=int(total_seen), seconds=time.perf_counter() - t0)
 
 
 @torch.no_grad()
