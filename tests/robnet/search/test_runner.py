@@ -142,5 +142,5 @@ def test_unknown_stages_and_a_file_as_folder_are_refused(tmp_path):
 
 def test_the_columns_the_search_writes_are_in_the_schema(api_run):
     _, got = api_run
-    unknown = {k for r in got for k in r if R._column(k) is None}
+    unknown = {k for r in got for k in r if R.column(k) is None}
     assert unknown == set()
