@@ -9,7 +9,7 @@ back all-training. These context managers record the ``training`` flag of every 
 the ``requires_grad`` flag of every parameter) on entry and put each one back on exit, on every
 exit path, exceptions included.
 
-Attacks in :mod:`robnet.attacks.gradient` never change the mode themselves: the caller decides. The
+Attacks in :mod:`robnet.attacks` never change the mode themselves: the caller decides. The
 official RobNets code crafts the training attack with the model in train mode (BN uses batch
 statistics and updates its running averages during the attack); evaluation attacks the model in
 eval mode::

@@ -10,8 +10,10 @@ import torch
 from tqdm.auto import tqdm
 
 from fspkit.score import score
-from robnet.attacks.evaluation import AMP_WARNING, check_finite_weights, check_model_data, eval_batches
-from robnet.attacks.spec import AttackConfig, attack_record, format_attack, make_attack, parse_attack
+from robnet.attacks.config import AttackConfig, make_attack
+from robnet.attacks.evaluation import AMP_WARNING, eval_batches
+from robnet.attacks.preflight import check_finite_weights, check_model_data
+from robnet.attacks.spec import attack_record, format_attack, parse_attack
 from robnet.cli.common import (
     add_alias,
     add_common_flags,

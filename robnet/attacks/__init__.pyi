@@ -1,38 +1,36 @@
 """Attacks in [0, 1] pixel space and robust evaluation.
 
-* Stateless attack functions ``attack(model, x, y, *, settings) -> x_adv``: :func:`fgsm`,
-  :func:`pgd` (L-inf), :func:`pgd_l2`, :func:`mifgsm`, :func:`deepfool`, and AutoAttack's parts
-  :func:`apgd` (APGD-CE / APGD-T), :func:`fab_t`, :func:`square`.
+* Stateless attack functions ``attack(model, x, y, *, settings) -> x_adv``, all keeping one
+  contract (:mod:`~robnet.attacks.contract`; :data:`AttackFn` is one with its settings bound):
+  :func:`fgsm`, :func:`pgd` (L-inf), :func:`pgd_l2`, :func:`mifgsm`
+  (:mod:`~robnet.attacks.gradient`), :func:`deepfool` (:mod:`~robnet.attacks.deepfool`), and
+  AutoAttack's parts :func:`apgd` (APGD-CE / APGD-T), :func:`fab_t`, :func:`square`.
 * :func:`autoattack` (Croce & Hein 2020): the worst-case batch of APGD-CE, APGD-T, FAB-T and
   Square; :func:`autoattack_result` keeps the per-attack breakdown (:class:`AutoAttackResult`).
+* An attack's configuration: :class:`AttackConfig`, bound to its function by :func:`make_attack`
+  (:mod:`~robnet.attacks.config`).
 * The attack-spec language both command-line tools share (``pgd20:eps=4/255``, ``autoattack``):
-  :class:`AttackConfig`, :func:`parse_attack`, :func:`normalize_spec`, :func:`make_attack`
+  :func:`parse_attack`, :func:`normalize_spec`, :func:`format_attack`, :func:`attack_record`
   (:mod:`~robnet.attacks.spec`).
-* :func:`evaluate`: the paper's Table 1 row for any model, with gradient-masking checks
-  (:func:`gradient_masking_report`, :mod:`~robnet.attacks.masking`) (:mod:`~robnet.attacks.evaluation`).
+* :func:`evaluate`: the paper's Table 1 row for any model (:mod:`~robnet.attacks.evaluation`),
+  with gradient-masking checks (:func:`gradient_masking_report`, :mod:`~robnet.attacks.masking`);
+  its results are an :class:`EvalReport` of :class:`AttackResult` (:mod:`~robnet.attacks.report`),
+  after the model/data refusals of :mod:`~robnet.attacks.preflight`.
 
 Settings, threat model and decisions: docs/design.md §3.
 """
 
 from .apgd import apgd
 from .autoattack import AUTOATTACK_ATTACKS, AutoAttackResult, autoattack, autoattack_result
+from .config import ATTACK_NAMES, AttackConfig, make_attack, make_autoattack
+from .contract import AttackFn
 from .deepfool import deepfool
-from .evaluation import AttackResult, EvalReport, evaluate, wilson_interval
+from .evaluation import evaluate
 from .fab import fab_t
-from .gradient import AttackFn, fgsm, mifgsm, no_attack, pgd, pgd_l2
+from .gradient import fgsm, mifgsm, no_attack, pgd, pgd_l2
 from .masking import MaskingReport, gradient_masking_checks, gradient_masking_report
-from .spec import (
-    ATTACK_NAMES,
-    AttackConfig,
-    attack_record,
-    format_attack,
-    make_attack,
-    make_autoattack,
-    normalize_spec,
-    parse_attack,
-    parse_attack_list,
-    parse_fraction,
-)
+from .report import AttackResult, EvalReport, wilson_interval
+from .spec import attack_record, format_attack, normalize_spec, parse_attack, parse_attack_list, parse_fraction
 from .square import square
 
 __all__ = [

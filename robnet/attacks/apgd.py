@@ -5,7 +5,7 @@ improving, and restarts each halving from the best point found. It is the first 
 AutoAttack (:mod:`robnet.attacks.autoattack`): APGD-CE (cross-entropy, untargeted) and APGD-T
 (the targeted DLR loss against the 9 runner-up classes). Settings and threat model: docs/design.md §3.
 
-The contract of :mod:`robnet.attacks.gradient` holds: images in [0, 1] (outside raises), the model's
+The contract of :mod:`robnet.attacks.contract` holds: images in [0, 1] (outside raises), the model's
 mode is never changed, ``x`` is never modified, input gradients come from ``torch.autograd.grad``
 under :func:`robnet.utils.frozen_params`, and the result is detached, inside the eps-ball and [0, 1].
 
@@ -51,8 +51,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robnet.attacks._checks import _check_inputs, _check_number, _check_steps, _logits
-from robnet.attacks._ops import _l2_norms, _linf_bounds, _project_l2_, _rand, _row_view
+from robnet.attacks.contract import (
+    _check_inputs,
+    _check_int,
+    _check_number,
+    _check_steps,
+    _l2_norms,
+    _linf_bounds,
+    _logits,
+    _project_l2_,
+    _rand,
+    _row_view,
+)
 from robnet.utils import frozen_params
 
 __all__ = ["APGD_LOSSES", "NORMS", "apgd", "apgd_checkpoints", "check_norm", "dlr_loss", "dlr_targeted_loss"]
@@ -76,14 +86,6 @@ def check_norm(name: str, norm: object) -> str:
     if not isinstance(norm, str) or norm.lower() not in NORMS:
         raise ValueError(f"{name}: norm must be 'linf' or 'l2' (also 'inf' or '2'), got {norm!r}")
     return NORMS[norm.lower()]
-
-
-def _check_int(name: str, what: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: {what} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name}: {what} must be >= {minimum}, got {value}")
-    return value
 
 
 def _check_settings(eps: object, norm: object, loss: object, steps: object, restarts: object,

@@ -32,9 +32,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from robnet.attacks._checks import _check_inputs, _check_number, _logits
-from robnet.attacks._ops import _row_view
-from robnet.attacks.apgd import _check_int, apgd, check_norm
+from robnet.attacks.apgd import apgd, check_norm
+from robnet.attacks.contract import _check_inputs, _check_int, _check_number, _logits, _row_view
 from robnet.attacks.fab import fab_t
 from robnet.attacks.square import square
 

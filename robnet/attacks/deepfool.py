@@ -1,7 +1,7 @@
 """DeepFool (Moosavi-Dezfooli et al. 2016): the minimal perturbation to the nearest linearised
 decision boundary, batched, L-inf or L2.
 
-It follows the contract of :mod:`robnet.attacks.gradient` (x in [0, 1], labels checked, x never
+It follows the contract of :mod:`robnet.attacks.contract` (x in [0, 1], labels checked, x never
 modified, the model's mode and parameters untouched). Settings of the paper (docs/design.md §3):
 overshoot 0.02, 50 iterations, 10 candidate classes, scored after projection into the eps-ball.
 """
@@ -13,8 +13,15 @@ import math
 import torch
 from torch import Tensor, nn
 
-from robnet.attacks._checks import _check_inputs, _check_number, _check_steps, _logits
-from robnet.attacks._ops import _linf_bounds, _project_l2_, _row_view
+from robnet.attacks.contract import (
+    _check_inputs,
+    _check_number,
+    _check_steps,
+    _linf_bounds,
+    _logits,
+    _project_l2_,
+    _row_view,
+)
 from robnet.utils import frozen_params
 
 __all__ = ["deepfool"]

@@ -2,276 +2,49 @@
 
 Accuracy is counted exactly: every sample of the split is evaluated once, also under DDP (the
 loader shards without padding and the counts are summed over ranks). Each accuracy comes with a
-95% Wilson score interval. AutoAttack (``autoattack`` in the attack list) also records its
-breakdown: the accuracy before any attack and after each of its four attacks. The
-gradient-masking checks of :mod:`robnet.attacks.masking` (Athalye et al. 2018; the AutoAttack
-protocol, Croce & Hein 2020) run on the first batch before the expensive attacks, at the radius
-of the attacks being run; their numbers and verdicts go into the report.
+95% Wilson score interval (:mod:`robnet.attacks.report`: the results, their JSON record and the
+table). AutoAttack (``autoattack`` in the attack list) also records its breakdown: the accuracy
+before any attack and after each of its four attacks. The gradient-masking checks of
+:mod:`robnet.attacks.masking` (Athalye et al. 2018; the AutoAttack protocol, Croce & Hein 2020)
+run on the first batch before the expensive attacks, at the radius of the attacks being run;
+their numbers and verdicts go into the report.
 
 Refused before any attack (one-line ``ValueError``): a model with NaN/inf weights, a model whose
-input channels or number of outputs do not fit the data (:func:`check_model_data`), a model
-whose logits on the first samples are not finite (:func:`check_finite_outputs`), an empty
-dataset or attack list. Attacks run in float32 unless ``amp=True`` (bf16 autocast), which is
-recorded and warned about: bf16 during the attack raised PGD-20 accuracy by 4-5 points on a
-small digits model and made PGD-20 weaker than FGSM (docs/design.md §3).
+input channels or number of outputs do not fit the data, a model whose logits on the first
+samples are not finite (these three: :mod:`robnet.attacks.preflight`), an empty dataset or
+attack list. Attacks run in float32 unless ``amp=True`` (bf16 autocast), which is recorded and
+warned about: bf16 during the attack raised PGD-20 accuracy by 4-5 points on a small digits model
+and made PGD-20 weaker than FGSM (docs/design.md §3).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from robnet.attacks._loop import _run
-from robnet.attacks.masking import MASKING_SQUARE_QUERIES, masking_settings
-from robnet.attacks.spec import AttackConfig, attack_record
+from robnet.attacks.autoattack import AUTOATTACK_ATTACKS
+from robnet.attacks.config import AttackConfig, make_attack, make_autoattack
+from robnet.attacks.masking import MASKING_SQUARE_QUERIES, MaskingReport, gradient_masking_report, masking_settings
+from robnet.attacks.preflight import check_finite_outputs, check_finite_weights, check_model_data
+from robnet.attacks.report import AttackResult, EvalReport
+from robnet.attacks.spec import attack_record
 from robnet.data.datasets import ArrayDataset
 from robnet.data.loader import DeviceLoader, make_loader
-from robnet.io.results import provenance
-from robnet.utils import dist_info, eval_mode
+from robnet.utils import all_reduce_, dist_info, eval_mode
 
-__all__ = [
-    "AttackResult",
-    "EvalReport",
-    "check_finite_outputs",
-    "check_finite_weights",
-    "check_model_data",
-    "eval_batches",
-    "evaluate",
-    "wilson_interval",
-]
+__all__ = ["eval_batches", "evaluate"]
 
 log = logging.getLogger(__name__)
 
 AMP_WARNING = ("attacks ran under bf16 autocast (amp): bf16 can mask gradients and overstate robust accuracy "
                "(docs/design.md §3); report numbers from a float32 run (without --amp)")
-
-
-def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a binomial proportion ``correct / n``."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = correct / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-@dataclass
-class AttackResult:
-    """One column of the table: an attack's correct count over ``n`` samples.
-
-    ``config`` is the attack as recorded (:func:`robnet.attacks.spec.attack_record`). For
-    AutoAttack, ``breakdown`` holds the correct counts before any attack ("clean") and after each
-    of its attacks (cumulative, in order), and ``breakdown_seconds`` their times; ``None`` for the
-    other attacks and for transfer evaluations (where AutoAttack's own flags describe the source).
-    """
-
-    name: str
-    config: dict[str, Any]
-    correct: int
-    n: int
-    seconds: float
-    breakdown: dict[str, int] | None = None
-    breakdown_seconds: dict[str, float] | None = None
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.n if self.n else float("nan")
-
-    @property
-    def ci95(self) -> tuple[float, float]:
-        return wilson_interval(self.correct, self.n)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Strict JSON data: with no samples, accuracy and interval are null with the reason."""
-        out: dict[str, Any] = {"name": self.name, "accuracy": None, "ci95": None, "correct": self.correct,
-                               "n": self.n, "seconds": self.seconds, "attack": self.config}
-        if self.n:
-            out["accuracy"], out["ci95"] = self.accuracy, list(self.ci95)
-        else:
-            out["accuracy_missing"] = "no samples were evaluated"
-        if self.breakdown is not None:
-            out["autoattack"] = self._breakdown_dict()
-        return out
-
-    def _breakdown_dict(self) -> dict[str, Any]:
-        """AutoAttack's stages: correct count, accuracy and interval after each, and what each fooled."""
-        stages, before = [], None
-        times = self.breakdown_seconds or {}
-        for stage, correct in (self.breakdown or {}).items():
-            row: dict[str, Any] = {"after": stage, "correct": correct, "accuracy": None, "ci95": None}
-            if self.n:
-                row["accuracy"], row["ci95"] = correct / self.n, list(wilson_interval(correct, self.n))
-            if before is not None:
-                row["fooled"], row["seconds"] = before - correct, times.get(stage, 0.0)
-            stages.append(row)
-            before = correct
-        return {"n": self.n, "stages": stages, "robust": before}
-
-
-@dataclass
-class EvalReport:
-    """The result of :func:`evaluate`; ``to_dict`` is the JSON record (provenance block first)."""
-
-    results: list[AttackResult]
-    warnings: list[str] = field(default_factory=list)
-    n: int = 0
-    seed: int = 0
-    device: str = "cpu"
-    transfer_from: str | None = None
-    amp: bool = False
-    masking: dict[str, Any] = field(default_factory=dict)
-    settings: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def accuracy(self, name: str) -> float:
-        for r in self.results:
-            if r.name == name:
-                return r.accuracy
-        raise KeyError(f"no result named {name!r}; have {[r.name for r in self.results]}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Provenance (versions, device, seed, settings), precision, results, warnings, extras."""
-        return {**provenance(seed=self.seed, device=self.device, settings=self.settings), "n": self.n,
-                "amp": self.amp, "precision": "bfloat16" if self.amp else "float32",
-                "transfer_from": self.transfer_from, "results": [r.to_dict() for r in self.results],
-                "masking_checks": self.masking, "warnings": self.warnings, **self.extra}
-
-    def table(self) -> str:
-        """A Table-1 style row: one column per attack, accuracy in percent with its 95% interval.
-
-        Each AutoAttack result adds a line with its breakdown: accuracy (%) before any attack
-        and after each of its attacks.
-        """
-        names = [r.name for r in self.results]
-        widths = [max(len(n), 19) for n in names]
-        head = "  ".join(n.rjust(w) for n, w in zip(names, widths, strict=True))
-        cells = []
-        for r, w in zip(self.results, widths, strict=True):
-            lo, hi = r.ci95
-            cells.append(f"{100 * r.accuracy:6.2f} [{100 * lo:5.1f},{100 * hi:5.1f}]".rjust(w))
-        lines = [head, "  ".join(cells)]
-        for r in self.results:
-            if r.breakdown is not None and r.n:
-                steps = " -> ".join(f"{stage} {100 * c / r.n:.2f}" for stage, c in r.breakdown.items())
-                lines.append(f"{r.name} breakdown (accuracy %): {steps}")
-        return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- checks before compute
-
-
-def check_finite_weights(model: nn.Module, *, what: str = "model") -> None:
-    """Refuse a model with NaN or infinite parameters or floating-point buffers (one host sync).
-
-    A diverged checkpoint evaluates to chance-level accuracy that looks like a number; its
-    attacks get NaN gradients, which the sign step turns into no step at all.
-
-    Raises:
-        ValueError: naming how many tensors are non-finite and the first one.
-    """
-    named = [(n, t) for n, t in [*model.named_parameters(), *model.named_buffers()]
-             if t.is_floating_point() and t.numel()]
-    if not named:
-        return
-    finite = torch.stack([torch.isfinite(t.detach()).all().to(named[0][1].device) for _, t in named]).tolist()
-    bad = [n for (n, _), ok in zip(named, finite, strict=True) if not ok]
-    if bad:
-        raise ValueError(f"{what} has non-finite weights: {len(bad)} of {len(named)} tensors hold NaN or inf "
-                         f"(first: {bad[0]}). Hint: the checkpoint comes from a diverged run; use an earlier one")
-
-
-def _first_images(data: Any, k: int, device: torch.device) -> torch.Tensor:
-    """The first ``k`` images of ``data`` as a float batch in [0, 1] on ``device``."""
-    images = [data[i][0] for i in range(k)]
-    x = torch.stack([im if isinstance(im, torch.Tensor) else torch.as_tensor(im) for im in images]).to(device)
-    return x.float().div(255.0) if not x.is_floating_point() else x
-
-
-def check_finite_outputs(model: nn.Module, data: Any, *, n: int = 128, what: str = "model") -> None:
-    """Refuse a model whose logits on the first ``n`` samples hold NaN or inf (one forward, eval mode).
-
-    Finite weights can still overflow (an inf scale, a huge activation): accuracies computed on
-    such logits, and the attacks' gradients, mean nothing. Every rank checks the same samples,
-    so under DDP all ranks refuse together.
-
-    Raises:
-        ValueError: one line naming how many of the samples have non-finite logits.
-    """
-    k = min(n, len(data))
-    if k == 0:
-        return
-    device = next(iter(model.parameters()), torch.empty(0)).device
-    with torch.no_grad(), eval_mode(model):
-        out = model(_first_images(data, k, device))
-    bad = int((~torch.isfinite(out.float()).all(1)).sum())
-    if bad:
-        raise ValueError(f"{what} produces non-finite outputs: {bad} of the first {k} samples have NaN or inf logits, "
-                         "so its accuracies and attack gradients would mean nothing. Hint: the model overflows "
-                         "(a diverged checkpoint, an inf scale); check it on clean data first")
-
-
-def _dataset_attr(data: Any, name: str) -> Any:
-    """``data.name``, looking through ``torch.utils.data.Subset`` wrappers."""
-    while not hasattr(data, name) and isinstance(data, torch.utils.data.Subset):
-        data = data.dataset
-    return getattr(data, name, None)
-
-
-def check_model_data(model: nn.Module, data: Any, *, allow_more_classes: bool = False,
-                     what: str = "model") -> int:
-    """Check that ``model`` fits ``data``: input channels, then number of outputs vs classes.
-
-    The channel count comes from the model's first ``Conv2d``; the number of outputs from one
-    forward of the first sample (eval mode, no gradient, the model's device).
-
-    Args:
-        model: the classifier.
-        data: an :class:`ArrayDataset`, a folder dataset or a ``Subset`` of one (non-empty).
-        allow_more_classes: accept a model with more outputs than the data has classes (e.g. an
-            ImageNet-1k model on a subset of the classes); never fewer.
-        what: how errors name the model ("model", "transfer source", a checkpoint path).
-
-    Returns:
-        The model's number of outputs.
-
-    Raises:
-        ValueError: empty data, wrong channel count, outputs that are not (N, classes), fewer
-            outputs than classes, or more without ``allow_more_classes``.
-    """
-    if len(data) == 0:
-        raise ValueError("the dataset is empty: nothing to evaluate. Hint: check --subset / --n and --split")
-    label = f"{_dataset_attr(data, 'name') or 'the data'}"
-    image, _ = data[0]
-    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    if first is not None and image.dim() == 3 and first.in_channels != image.shape[0]:
-        raise ValueError(f"{what} expects {first.in_channels}-channel images but {label} has {image.shape[0]}: "
-                         "wrong --data for this checkpoint?")
-    device = next(iter(model.parameters()), torch.empty(0)).device
-    x = image.to(device).float().div(255.0) if not image.is_floating_point() else image.to(device)
-    with torch.no_grad(), eval_mode(model):
-        out = model(x[None])
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"{what} must return logits of shape (N, classes), got {got}")
-    outputs, classes = int(out.shape[1]), _dataset_attr(data, "num_classes")
-    if classes is None:
-        return outputs
-    if outputs < classes:
-        raise ValueError(f"{what} has {outputs} outputs but {label} has {classes} classes: labels "
-                         f"{outputs}..{classes - 1} can never be predicted. Hint: wrong --data for this checkpoint?")
-    if outputs > classes and not allow_more_classes:
-        raise ValueError(f"{what} has {outputs} outputs but {label} has {classes} classes: wrong --data for this "
-                         "checkpoint? Hint: --allow-more-classes (allow_more_classes=True) accepts a model with "
-                         "more outputs than the data's classes")
-    return outputs
 
 
 # A stronger attack may lose to a weaker one by a few samples by chance (random starts, weak models);
@@ -355,7 +128,7 @@ def evaluate(model: nn.Module, data: ArrayDataset | torch.utils.data.Dataset[Any
 
     Raises:
         ValueError: no attacks, an empty dataset, non-finite weights, non-finite logits on the
-            first samples, a model (or source) that does not fit the data (:func:`check_model_data`).
+            first samples, a model (or source) that does not fit the data (:mod:`~robnet.attacks.preflight`).
     """
     _check_attacks(attacks, batch_size)
     dev = torch.device(device) if device is not None else next(model.parameters()).device
@@ -386,3 +159,141 @@ def evaluate(model: nn.Module, data: ArrayDataset | torch.utils.data.Dataset[Any
         masking.update(first_batch=run.masking_n, square_queries=MASKING_SQUARE_QUERIES, checks=run.masking.checks)
     return EvalReport(results=results, warnings=warnings, n=run.n, seed=seed, device=str(dev),
                       transfer_from=transfer_from, amp=amp, masking=masking, settings=settings)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class _RunResult:
+    """What the evaluation loop found: counts summed over ranks, times, breakdowns, masking checks."""
+
+    correct: list[int]
+    n: int
+    seconds: list[float]
+    breakdown: list[dict[str, int] | None]
+    breakdown_seconds: list[dict[str, float] | None]
+    warnings: list[str]
+    masking: MaskingReport | None = None
+    masking_n: int = 0
+
+
+_Scorer = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None, list[float]]]
+
+
+def _scorer(cfg: AttackConfig, gen: torch.Generator, white_box: bool) -> _Scorer:
+    """``(attacker, x, y) -> (x_eval, breakdown counts or None, breakdown seconds)`` for one attack.
+
+    White-box AutoAttack reports its stages: correct counts (clean, then after each attack) on
+    the device, without a host sync.
+    """
+    if cfg.name == "autoattack" and white_box:
+        runner = make_autoattack(cfg, generator=gen)
+
+        def auto(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+            res = runner(m, x, y)
+            counts = torch.stack([res.clean, *res.robust.values()]).sum(dim=1)
+            return res.x_adv, counts, list(res.seconds.values())
+        return auto
+    fn = None if cfg.name == "none" else make_attack(cfg, generator=gen)
+
+    def plain(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, None, list[float]]:
+        return (x if fn is None else fn(m, x, y)), None, []
+    return plain
+
+
+def _run(model: nn.Module, batches: tuple[Iterable[tuple[torch.Tensor, torch.Tensor]], int],
+         attacks: Sequence[tuple[str, AttackConfig]], *, dev: torch.device, seed: int, source: nn.Module | None,
+         amp: bool, checks: bool, mask: tuple[float, float] | None, progress: bool) -> _RunResult:
+    """The evaluation loop: correct counts per attack (summed over ranks), n, seconds, warnings.
+
+    ``batches``: the loader and its number of batches (:func:`eval_batches`).
+    ``checks``: run the masking checks on the first batch, at ``mask`` = (eps, step) (``None``:
+    without the attack comparisons).
+    """
+    from tqdm.auto import tqdm
+
+    rank, _ = dist_info()
+    loader, n_batches = batches
+    attacker = source if source is not None else model
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(seed * 1_000_003 + rank)
+    scorers = [_scorer(cfg, gen, white_box=source is None) for _, cfg in attacks]
+    tally = _Tally(attacks, dev, white_box=source is None)
+    out = _RunResult(correct=[], n=0, seconds=[0.0] * len(attacks), breakdown=[], breakdown_seconds=[], warnings=[])
+    autocast = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if amp else contextlib.nullcontext
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(eval_mode(model))
+        if source is not None:
+            stack.enter_context(eval_mode(source))
+        # disable=None: tqdm turns itself off when stderr is not a terminal
+        bar = tqdm(loader, desc="eval", unit="batch", leave=False, total=n_batches,
+                   disable=True if not progress or rank else None)
+        for i, (x, y) in enumerate(bar):
+            if i == 0 and checks and rank == 0:
+                _first_batch_checks(model, x, y, mask, gen, out)
+            for j, score in enumerate(scorers):
+                t0 = time.perf_counter()
+                with autocast():
+                    x_eval, stages, stage_seconds = score(attacker, x, y)
+                    with torch.no_grad():
+                        logits = model(x_eval)
+                tally.add(j, logits, y, stages, stage_seconds)
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+                out.seconds[j] += time.perf_counter() - t0
+            tally.n += y.numel()
+    tally.finish(out, n_scored=len(attacks))
+    return out
+
+
+def _first_batch_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: tuple[float, float] | None,
+                        gen: torch.Generator, out: _RunResult) -> None:
+    """The masking checks on the first batch (at most 128 images); warnings are logged and kept."""
+    k = min(len(x), 128)
+    eps, step = mask if mask is not None else (None, 0.0)
+    out.masking = gradient_masking_report(model, x[:k], y[:k], eps=eps, step_size=step, generator=gen)
+    out.masking_n = k
+    out.warnings += out.masking.warnings
+    for w in out.masking.warnings:
+        log.warning("gradient masking check: %s", w)
+
+
+class _Tally:
+    """Device-side counters of the evaluation loop, summed over ranks at the end."""
+
+    def __init__(self, attacks: Sequence[tuple[str, AttackConfig]], dev: torch.device, white_box: bool) -> None:
+        self.correct = torch.zeros(len(attacks), dtype=torch.long, device=dev)
+        self.nonfinite = torch.zeros((), dtype=torch.long, device=dev)  # rows with NaN/inf logits, any attack
+        self.n = torch.zeros((), dtype=torch.long, device=dev)
+        # AutoAttack's stage counts (clean, then after each attack), allocated from the configs, so that
+        # every rank all-reduces the same tensors even if it saw no batch.
+        self.stages = [torch.zeros(len(AUTOATTACK_ATTACKS) + 1, dtype=torch.long, device=dev)
+                       if cfg.name == "autoattack" and white_box else None for _, cfg in attacks]
+        self.stage_seconds = [[0.0] * len(AUTOATTACK_ATTACKS) for _ in attacks]
+
+    def add(self, j: int, logits: torch.Tensor, y: torch.Tensor, stages: torch.Tensor | None,
+            stage_seconds: list[float]) -> None:
+        self.correct[j] += (logits.argmax(1) == y).sum()
+        self.nonfinite += (~torch.isfinite(logits).all(1)).sum()
+        kept = self.stages[j]
+        if stages is not None and kept is not None:
+            kept += stages
+            self.stage_seconds[j] = [a + b for a, b in zip(self.stage_seconds[j], stage_seconds, strict=True)]
+
+    def finish(self, out: _RunResult, *, n_scored: int) -> None:
+        """Sum over ranks and fill ``out``; refuse an empty evaluation, warn about non-finite logits."""
+        stages = self.stages
+        for t in (self.correct, self.n, self.nonfinite, *[s for s in stages if s is not None]):
+            all_reduce_(t)
+        n = int(self.n)
+        if n == 0:
+            raise ValueError("no samples were evaluated: the dataset is empty. Hint: check --subset and --split")
+        if int(self.nonfinite):
+            out.warnings.append(f"{int(self.nonfinite)} of {n * n_scored} scored rows had non-finite logits (NaN or "
+                                "inf): the model overflows; these accuracies are not valid")
+        names = ["clean", *AUTOATTACK_ATTACKS]
+        out.correct, out.n = self.correct.tolist(), n
+        out.breakdown = [None if s is None else dict(zip(names, s.tolist(), strict=True)) for s in stages]
+        out.breakdown_seconds = [None if s is None else dict(zip(AUTOATTACK_ATTACKS, secs, strict=True))
+                                 for s, secs in zip(stages, self.stage_seconds, strict=True)]

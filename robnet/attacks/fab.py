@@ -27,7 +27,7 @@ to the box in that direction), and ``lambda`` follows from sorting the breakpoin
 ``room_i / q_i`` and a cumulative sum. A hyperplane the box cannot reach gives the box vertex
 closest to it.
 
-The contract of :mod:`robnet.attacks.gradient` holds (inputs checked, x and the model's mode
+The contract of :mod:`robnet.attacks.contract` holds (inputs checked, x and the model's mode
 untouched, gradients under :func:`robnet.utils.frozen_params`, result detached inside the ball
 and [0, 1]). Points already misclassified are returned as they are, points not fooled within
 eps as ``x``.
@@ -40,9 +40,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from robnet.attacks._checks import _check_inputs, _check_number, _check_steps, _logits
-from robnet.attacks._ops import _rand, _row_view
-from robnet.attacks.apgd import _check_int, check_norm
+from robnet.attacks.apgd import check_norm
+from robnet.attacks.contract import _check_inputs, _check_int, _check_number, _check_steps, _logits, _rand, _row_view
 from robnet.utils import frozen_params
 
 __all__ = ["fab_t", "project_onto_hyperplane"]

@@ -1,73 +1,50 @@
-"""Adversarial attacks in [0, 1] pixel space: FGSM, PGD (L-inf and L2), MI-FGSM.
+"""Gradient attacks in [0, 1] pixel space: FGSM, PGD (L-inf and L2), MI-FGSM, and the clean "attack".
 
-Every attack is a stateless function ``attack(model, x, y, *, settings) -> x_adv`` (foolbox's
-shape). The spec language that names them (``pgd20:eps=4/255``), their recorded configuration
-and the name -> function table live in :mod:`robnet.attacks.spec`; the input checks and tensor
-steps below are shared with the other attacks (:mod:`~robnet.attacks.deepfool`,
-:mod:`~robnet.attacks.apgd`, ...). Shared contract:
-
-- ``x`` holds images in [0, 1]; a model that wants mean/std normalization has it as its first
-  layer (docs/design.md §1). ``x`` outside [0, 1] (or NaN) raises, naming the range found.
-- ``y`` holds class indices in ``[0, num_classes)``, where ``num_classes`` is the width of the
-  model's logits. A label outside raises: -100, cross-entropy's ``ignore_index``, would otherwise
-  give that row a zero gradient, so the attack would silently leave it alone.
-- The result is a new, detached tensor of ``x``'s shape and dtype, inside the eps-ball around
-  ``x`` and inside [0, 1]. ``x`` itself is never modified.
-- The model's train/eval mode is never changed: the caller decides (see :mod:`robnet.utils`).
-  The official RobNets training code crafts its PGD-7 examples with the model in **train** mode
-  (BN uses batch statistics and updates its running averages during the attack); evaluation
-  attacks the model in eval mode (``with eval_mode(model): ...``). In train mode BN couples the
-  rows of a batch, so only eval-mode attacks are batch-consistent.
-- Parameters are frozen for the duration of the attack (:func:`robnet.utils.frozen_params`) and
-  the input gradient comes from ``torch.autograd.grad(loss, x_adv)``: no parameter gradient is
-  computed and no ``param.grad`` is touched, so an attack can run between a training step's
-  ``zero_grad`` and ``backward`` without interfering with it.
-- The loss is cross-entropy with ``reduction="sum"``: row i's input gradient is exactly
-  d loss_i / d x_i, independent of the batch size. Every update here normalises the gradient per
-  sample (sign, L1 or L2), so with "mean" the iterates would be the same in exact arithmetic, but
-  the gradients would shrink by 1/N, toward underflow under low-precision autocast for large N.
-- Autocast is left as the caller set it; the update itself is computed in ``x``'s dtype, since
-  the gradient w.r.t. ``x_adv`` comes back in it. Reported robust accuracies should come from
-  float32 attacks: bf16 autocast during the attack can mask gradients (docs/design.md §3).
-- Gradient computation is enabled inside the attack, so attacks may be called under
-  ``torch.no_grad()`` (not under ``torch.inference_mode()``).
+Each is a stateless function ``attack(model, x, y, *, settings) -> x_adv`` that keeps the contract
+of :mod:`robnet.attacks.contract` (inputs checked, x and the model's mode untouched, input
+gradients only, result detached inside the eps-ball and [0, 1]). The spec language that names
+them (``pgd20:eps=4/255``) is :mod:`robnet.attacks.spec`; the configuration they are bound from,
+:mod:`robnet.attacks.config`.
 
 Hot path (PGD is the inner loop of adversarial training and of evaluation): the input checks
-read their statistics (x's range, y's range, the explicit start's range) in one host
-synchronisation per call; the loop issues none (no ``.item()``, no Python branch on tensor
-values), updates the adversarial tensor in place, and projects with ``clamp`` against bounds
-precomputed once: ``lo = max(x - eps, 0)``, ``hi = min(x + eps, 1)``, the intersection of the
-eps-ball and [0, 1].
+read their statistics in one host synchronisation per call; the loop issues none (no
+``.item()``, no Python branch on tensor values), updates the adversarial tensor in place, and
+projects with ``clamp`` against bounds precomputed once: ``lo = max(x - eps, 0)``,
+``hi = min(x + eps, 1)``, the intersection of the eps-ball and [0, 1].
 
-Settings of the paper (docs/design.md §3), as :func:`robnet.attacks.spec.parse_attack` gives them: L-inf
-eps 8/255, step 2/255, uniform random start, PGD-7 for training, PGD-20/100 for evaluation, FGSM
-(one step of eps), MI-FGSM (decay 1.0, 20 steps of 2/255, no random start); DeepFool's are in
-:mod:`robnet.attacks.deepfool`.
+Settings of the paper (docs/design.md §3), as :func:`robnet.attacks.spec.parse_attack` gives
+them: L-inf eps 8/255, step 2/255, uniform random start, PGD-7 for training, PGD-20/100 for
+evaluation, FGSM (one step of eps), MI-FGSM (decay 1.0, 20 steps of 2/255, no random start);
+DeepFool's are in :mod:`robnet.attacks.deepfool`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from robnet.attacks._checks import _check_inputs, _check_number, _check_steps
-from robnet.attacks._ops import _input_grad, _l2_norms, _linf_bounds, _project_l2_, _rand, _row_view
+from robnet.attacks.contract import (
+    _check_inputs,
+    _check_number,
+    _check_steps,
+    _input_grad,
+    _l2_norms,
+    _linf_bounds,
+    _project_l2_,
+    _rand,
+    _row_view,
+)
 from robnet.utils import frozen_params
 
 __all__ = [
-    "AttackFn",
     "fgsm",
     "mifgsm",
     "no_attack",
     "pgd",
     "pgd_l2",
 ]
-
-AttackFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
-"""An attack with its settings bound: ``attack(model, x, y) -> x_adv``."""
 
 
 def no_attack(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
@@ -133,7 +110,7 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, step_size: float,
         step_size: size of each signed step.
         steps: number of gradient steps (0 returns the start point).
         random_start: start from a uniform point of the eps-ball.
-        generator: source of the random start (see :func:`robnet.attacks._ops._rand` for devices); ``None`` uses
+        generator: source of the random start (see :func:`robnet.attacks.contract._rand` for devices); ``None`` uses
             torch's default generator.
         noise: explicit random start in units of eps (finite, values in [-1, 1]), x's shape;
             overrides ``generator``.

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robnet.attacks.config import AttackConfig
 from robnet.attacks.gradient import fgsm, pgd
-from robnet.attacks.spec import AttackConfig
 from robnet.attacks.square import square
 
 __all__ = [

@@ -1,18 +1,13 @@
 """The attack language both CLIs share: ``pgd20``, ``pgd20:eps=4/255,step_size=1/255``, ``autoattack``, ``none``.
 
 A spec string names an attack with the paper's settings (docs/design.md §3) and optionally
-overrides any :class:`AttackConfig` field after a colon, each at most once. :func:`parse_attack`
-turns a spec into a frozen config, :func:`format_attack` turns a config back into its shortest
-spec (``parse_attack(format_attack(c)) == c``), :func:`normalize_spec` gives the one normal form
-of a spec (two specs that say the same thing normalize to the same string),
-:func:`make_attack` binds a config to its attack function through a name -> binder table, and
+overrides any :class:`~robnet.attacks.config.AttackConfig` field after a colon, each at most once.
+:func:`parse_attack` turns a spec into a frozen config, :func:`format_attack` turns a config back
+into its shortest spec (``parse_attack(format_attack(c)) == c``), :func:`normalize_spec` gives the
+one normal form of a spec (two specs that say the same thing normalize to the same string), and
 :func:`attack_record` is the one schema in which ``robnet eval`` and ``fspkit score`` record an
-attack (``asdict(config)`` plus its spec).
-
-The attack functions themselves live in :mod:`robnet.attacks.gradient` (FGSM, PGD, MI-FGSM),
-:mod:`~robnet.attacks.deepfool`, :mod:`~robnet.attacks.apgd`, :mod:`~robnet.attacks.fab`,
-:mod:`~robnet.attacks.square` and :mod:`~robnet.attacks.autoattack`; the table that binds a
-config to its function is in :mod:`robnet.attacks._binders`.
+attack (``asdict(config)`` plus its spec). Binding a config to its attack function is
+:func:`robnet.attacks.config.make_attack`.
 """
 
 from __future__ import annotations
@@ -21,202 +16,18 @@ import dataclasses
 import difflib
 import math
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import torch
-from torch import Tensor, nn
-
-from robnet.attacks._binders import _BINDERS, _autoattack_runner
-from robnet.attacks.apgd import APGD_LOSSES, NORMS
-from robnet.attacks.autoattack import AutoAttackResult
-from robnet.attacks.gradient import AttackFn
+from robnet.attacks.config import AttackConfig
 
 __all__ = [
-    "ATTACK_NAMES",
-    "AttackConfig",
     "attack_record",
     "format_attack",
-    "make_attack",
-    "make_autoattack",
     "normalize_spec",
     "parse_attack",
     "parse_attack_list",
     "parse_fraction",
 ]
-
-_NORMS = ("inf", "2")
-# Attacks whose radius is an L-inf distance in [0, 1] pixel units: a finite eps above 1 covers the
-# whole pixel range, which is never meant (a user typing 8 for 8/255).
-_LINF_NAMES = ("fgsm", "pgd", "mifgsm", "square", "autoattack")
-# Attacks that need a finite radius (their steps or squares are sized by it).
-_FINITE_EPS_NAMES = ("pgd_l2", "apgd", "fab_t", "square", "autoattack")
-# The float fields, stored as float so that equal settings written as 1 or 1.0 record alike.
-_FLOAT_FIELDS = ("eps", "step_size", "decay", "overshoot", "p_init")
-# The attack names, in the order of the name -> binder table (robnet.attacks._binders).
-ATTACK_NAMES = tuple(_BINDERS)
-
-
-# ----------------------------------------------------------------------------- configuration
-
-
-def _check_number(what: str, field: str, value: object, *, allow_inf: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{what}: {field} must be a number, got {type(value).__name__}")
-    v = float(value)
-    if not v >= 0.0 or (math.isinf(v) and not allow_inf):
-        bound = "a non-negative number" if allow_inf else "a finite non-negative number"
-        raise ValueError(f"{what}: {field} must be {bound}, got {value}")
-    return v
-
-
-def _check_int(what: str, field: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what}: {field} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{what}: {field} must be >= {minimum}, got {value}")
-
-
-@dataclass(frozen=True, kw_only=True)
-class AttackConfig:
-    """An attack and its settings, as recorded (``dataclasses.asdict``) in every results record.
-
-    Fields an attack does not use are kept as given and ignored by it: ``decay`` is MI-FGSM's,
-    ``overshoot``/``num_candidates`` are DeepFool's, ``random_start`` is PGD's, ``loss`` is APGD's,
-    ``restarts``/``n_target_classes`` are those of APGD, FAB-T and AutoAttack, ``queries`` of
-    Square and AutoAttack, ``p_init`` of Square; FGSM uses only eps. ``norm`` must be "2" for
-    ``pgd_l2`` and "inf" for the L-inf-only attacks (FGSM, PGD, MI-FGSM, Square, AutoAttack).
-    For DeepFool, ``eps`` is the radius of the final projection (``math.inf``: none). Numbers are
-    stored as floats and ``norm`` in its short spelling, so equal settings compare and record
-    alike however they were written.
-
-    Attributes:
-        name: one of :data:`ATTACK_NAMES` ("none" is the clean evaluation).
-        eps: radius of the threat model (L-inf unless ``norm == "2"``); for the L-inf attacks a
-            finite eps must be at most 1 (the whole [0, 1] pixel range).
-        step_size: size of each step (L-inf: per pixel; L2: per sample); 0 for the attacks that
-            set their own (APGD, FAB-T, Square, AutoAttack).
-        steps: number of steps (DeepFool: maximum number of linearisations; APGD, FAB-T and
-            AutoAttack: iterations per run).
-        random_start: PGD's uniform start in the ball.
-        decay: MI-FGSM's momentum decay.
-        overshoot: DeepFool's overshoot.
-        num_candidates: DeepFool's candidate classes.
-        norm: "inf" or "2" ("linf" and "l2" are accepted and stored as "inf" and "2").
-        loss: APGD's loss: "ce", "dlr" or "dlr-targeted" (APGD-T).
-        restarts: runs of APGD, FAB-T and AutoAttack's white-box attacks (per target class for the
-            targeted ones).
-        n_target_classes: target classes of APGD-T, FAB-T and AutoAttack.
-        queries: Square's queries per image (also inside AutoAttack).
-        p_init: Square's initial fraction of the image per square.
-    """
-
-    name: str
-    eps: float = 8 / 255
-    step_size: float = 2 / 255
-    steps: int = 20
-    random_start: bool = True
-    decay: float = 1.0
-    overshoot: float = 0.02
-    num_candidates: int = 10
-    norm: str = "inf"
-    loss: str = "ce"
-    restarts: int = 1
-    n_target_classes: int = 9
-    queries: int = 5000
-    p_init: float = 0.8
-
-    def __post_init__(self) -> None:
-        if self.name not in ATTACK_NAMES:
-            close = difflib.get_close_matches(str(self.name), ATTACK_NAMES, n=2)
-            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-            raise ValueError(f"AttackConfig: unknown attack name {self.name!r}; expected one of "
-                             f"{', '.join(ATTACK_NAMES)}.{hint}")
-        what = f"AttackConfig({self.name})"
-        _check_number(what, "eps", self.eps, allow_inf=True)
-        for name in ("step_size", "decay", "overshoot", "p_init"):
-            _check_number(what, name, getattr(self, name))
-        for name in _FLOAT_FIELDS:  # 1 and 1.0 (and -0.0 and 0.0) record alike
-            object.__setattr__(self, name, float(getattr(self, name)) + 0.0)
-        _check_int(what, "steps", self.steps, 0)
-        if not isinstance(self.random_start, bool):
-            raise TypeError(f"{what}: random_start must be a bool, got {type(self.random_start).__name__}")
-        _check_int(what, "num_candidates", self.num_candidates, 2)
-        for name in ("restarts", "n_target_classes", "queries"):
-            _check_int(what, name, getattr(self, name), 1)
-        if not 0.0 < self.p_init <= 1.0:
-            raise ValueError(f"{what}: p_init must lie in (0, 1] (a fraction of the image), got {self.p_init}")
-        if self.loss not in APGD_LOSSES:
-            raise ValueError(f"{what}: loss must be one of {', '.join(map(repr, APGD_LOSSES))}, got {self.loss!r}")
-        if not isinstance(self.norm, str) or self.norm.lower() not in NORMS:
-            raise ValueError(f"{what}: norm must be 'inf' or '2', got {self.norm!r}")
-        object.__setattr__(self, "norm", NORMS[self.norm.lower()])
-        self._check_norm_and_eps(what)
-
-    def _check_norm_and_eps(self, what: str) -> None:
-        if self.name == "pgd_l2" and self.norm != "2":
-            raise ValueError(f"{what}: pgd_l2 is an L2 attack, so norm must be '2', got {self.norm!r}. "
-                             "Hint: AttackConfig(name='pgd_l2', norm='2', eps=0.5, ...) or "
-                             "parse_attack('pgd20_l2')")
-        if self.name in _LINF_NAMES and self.norm != "inf":
-            raise ValueError(f"{what}: {self.name} is an L-inf attack, so norm must be 'inf', got "
-                             f"{self.norm!r}. Hint: use name='pgd_l2', 'apgd', 'fab_t' or 'deepfool' for L2")
-        if self.name in _FINITE_EPS_NAMES and math.isinf(self.eps):
-            raise ValueError(f"{what}: {self.name} needs a finite eps, got {self.eps}")
-        if self.norm == "inf" and math.isfinite(self.eps) and self.eps > 1.0:
-            raise ValueError(f"{what}: eps {self.eps} is above 1, larger than the whole [0, 1] pixel range. "
-                             "Hint: L-inf radii are in pixel units, e.g. eps=8/255 (or eps=inf for no bound)")
-
-
-def make_attack(cfg: AttackConfig, *, generator: torch.Generator | None = None) -> AttackFn:
-    """Bind a config to its attack function: ``make_attack(cfg)(model, x, y) -> x_adv``.
-
-    Args:
-        cfg: the attack and its settings.
-        generator: random-start source for PGD (ignored by the other attacks).
-
-    Returns:
-        A callable ``(model, x, y) -> x_adv``.
-
-    Raises:
-        TypeError: ``cfg`` is not an :class:`AttackConfig`.
-    """
-    if not isinstance(cfg, AttackConfig):
-        raise TypeError(f"make_attack: expected an AttackConfig, got {type(cfg).__name__}. "
-                        "Hint: parse_attack('pgd20') builds one from a string")
-    return _BINDERS[cfg.name](cfg, generator)
-
-
-def make_autoattack(cfg: AttackConfig, *, generator: torch.Generator | None = None,
-                    ) -> Callable[[nn.Module, Tensor, Tensor], AutoAttackResult]:
-    """Bind an ``autoattack`` config: ``make_autoattack(cfg)(model, x, y) -> AutoAttackResult``.
-
-    Each call draws AutoAttack's seed from ``generator`` (``None``: torch's default generator),
-    so successive batches get fresh randomness and a seeded generator makes the whole sequence
-    reproducible; :func:`make_attack` returns the same call's ``x_adv``.
-
-    Raises:
-        TypeError: ``cfg`` is not an :class:`AttackConfig`.
-        ValueError: ``cfg`` is not an autoattack config.
-    """
-    if not isinstance(cfg, AttackConfig):
-        raise TypeError(f"make_autoattack: expected an AttackConfig, got {type(cfg).__name__}")
-    if cfg.name != "autoattack":
-        raise ValueError(f"make_autoattack: expected an autoattack config, got {cfg.name!r}. "
-                         "Hint: make_attack binds every attack")
-    return _autoattack_runner(cfg, generator)
-
-
-def attack_record(cfg: AttackConfig) -> dict[str, Any]:
-    """The attack schema of every results record: ``asdict(cfg)`` plus ``"spec"``, its canonical
-    spec string (:func:`format_attack`), so a record names the attack and can re-create it."""
-    if not isinstance(cfg, AttackConfig):
-        raise TypeError(f"attack_record: expected an AttackConfig, got {type(cfg).__name__}")
-    return {**dataclasses.asdict(cfg), "spec": format_attack(cfg)}
-
-
-# ----------------------------------------------------------------------------- spec strings
 
 
 def parse_fraction(text: str) -> float:
@@ -449,3 +260,11 @@ def _format_value(v: object) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     return repr(v) if isinstance(v, float) else str(v)
+
+
+def attack_record(cfg: AttackConfig) -> dict[str, Any]:
+    """The attack schema of every results record: ``asdict(cfg)`` plus ``"spec"``, its canonical
+    spec string (:func:`format_attack`), so a record names the attack and can re-create it."""
+    if not isinstance(cfg, AttackConfig):
+        raise TypeError(f"attack_record: expected an AttackConfig, got {type(cfg).__name__}")
+    return {**dataclasses.asdict(cfg), "spec": format_attack(cfg)}

@@ -22,7 +22,7 @@ misclassified when ``m <= 0``), per sample:
 A query is one forward of one image; ``queries`` counts the stripe initialisation, so each image
 costs at most ``queries`` forwards. Points the model already misclassifies are not attacked.
 Where the authors' code draws one square for the whole batch at each iteration, this draws one
-per image (as the paper's algorithm states it). The contract of :mod:`robnet.attacks.gradient`
+per image (as the paper's algorithm states it). The contract of :mod:`robnet.attacks.contract`
 holds (inputs checked, x and the model's mode untouched, result detached inside the ball and
 [0, 1]); the attack runs under ``torch.no_grad()``.
 """
@@ -34,9 +34,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from robnet.attacks._checks import _check_inputs, _check_number, _logits
-from robnet.attacks._ops import _linf_bounds, _row_view
 from robnet.attacks.apgd import check_norm
+from robnet.attacks.contract import _check_inputs, _check_number, _linf_bounds, _logits, _row_view
 
 __all__ = ["margin", "square", "square_p_schedule", "square_side"]
 
@@ -67,7 +66,7 @@ def square_side(p: float, height: int, width: int) -> int:
 
 
 def _randint(high: int, shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Uniform integers in [0, high) drawn on the generator's device (as :func:`_ops._rand`), on like's."""
+    """Uniform integers in [0, high) drawn on the generator's device (as :func:`contract._rand`), on like's."""
     device = generator.device if generator is not None else like.device
     return torch.randint(high, shape, generator=generator, device=device).to(like.device)
 

@@ -6,7 +6,7 @@ that names ``fspkit demo``; a caller error prints one line, ``PROG COMMAND: erro
 exits 1 (``--debug`` re-raises it with its traceback); a usage error (argparse) exits 2; Ctrl-C
 exits 130. Output paths are checked before
 any compute (:func:`check_outputs`), and the model is checked against the data before any attack
-(:func:`robnet.attacks.evaluation.check_model_data`).
+(:func:`robnet.attacks.preflight.check_model_data`).
 
 Only the CLIs import this module; it imports torch lazily, so ``--help`` stays fast.
 """

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from robnet.attacks.evaluation import wilson_interval
+from robnet.attacks.report import wilson_interval
 from robnet.attacks.spec import parse_attack
 from robnet.data.loader import DeviceLoader
 from robnet.io import results

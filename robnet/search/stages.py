@@ -29,7 +29,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from robnet.attacks.spec import AttackConfig, make_attack, parse_attack
+from robnet.attacks.config import AttackConfig, make_attack
+from robnet.attacks.spec import parse_attack
 from robnet.data.loader import DeviceLoader
 from robnet.io import results
 from robnet.models.genotype import Genotype, sample

@@ -1,19 +1,62 @@
-"""The input contract every attack checks before it runs (:mod:`robnet.attacks.gradient` states it).
+"""The contract every attack in :mod:`robnet.attacks` keeps, and the code that enforces it.
 
-Types and shapes of ``model``, ``x``, ``y`` and an explicit random start; x's range, y's range
-and the start's size read in one host synchronisation per call; the settings (numbers, step
-counts); and the model's logits against the labels.
+An attack is a stateless function ``attack(model, x, y, *, settings) -> x_adv`` (foolbox's
+shape); :data:`AttackFn` is one with its settings bound. Every attack of the package
+(:mod:`~robnet.attacks.gradient`, :mod:`~robnet.attacks.deepfool`, :mod:`~robnet.attacks.apgd`,
+:mod:`~robnet.attacks.fab`, :mod:`~robnet.attacks.square`, :mod:`~robnet.attacks.autoattack`)
+checks its arguments with the functions below and builds its steps from the tensor steps below.
+The contract (threat model and settings: docs/design.md §3):
+
+- ``x`` holds images in [0, 1]; a model that wants mean/std normalization has it as its first
+  layer (docs/design.md §1). ``x`` outside [0, 1] (or NaN) raises, naming the range found.
+- ``y`` holds class indices in ``[0, num_classes)``, where ``num_classes`` is the width of the
+  model's logits. A label outside raises: -100, cross-entropy's ``ignore_index``, would otherwise
+  give that row a zero gradient, so the attack would silently leave it alone.
+- The result is a new, detached tensor of ``x``'s shape and dtype, inside the eps-ball around
+  ``x`` and inside [0, 1]. ``x`` itself is never modified.
+- The model's train/eval mode is never changed: the caller decides (see :mod:`robnet.utils`).
+  The official RobNets training code crafts its PGD-7 examples with the model in **train** mode
+  (BN uses batch statistics and updates its running averages during the attack); evaluation
+  attacks the model in eval mode (``with eval_mode(model): ...``). In train mode BN couples the
+  rows of a batch, so only eval-mode attacks are batch-consistent.
+- Parameters are frozen for the duration of the attack (:func:`robnet.utils.frozen_params`) and
+  the input gradient comes from ``torch.autograd.grad(loss, x_adv)``: no parameter gradient is
+  computed and no ``param.grad`` is touched, so an attack can run between a training step's
+  ``zero_grad`` and ``backward`` without interfering with it.
+- The loss is cross-entropy with ``reduction="sum"``: row i's input gradient is exactly
+  d loss_i / d x_i, independent of the batch size. Every update normalises the gradient per
+  sample (sign, L1 or L2), so with "mean" the iterates would be the same in exact arithmetic, but
+  the gradients would shrink by 1/N, toward underflow under low-precision autocast for large N.
+- Autocast is left as the caller set it; the update itself is computed in ``x``'s dtype, since
+  the gradient w.r.t. ``x_adv`` comes back in it. Reported robust accuracies should come from
+  float32 attacks: bf16 autocast during the attack can mask gradients (docs/design.md §3).
+- Gradient computation is enabled inside the attack, so attacks may be called under
+  ``torch.no_grad()`` (not under ``torch.inference_mode()``).
+
+The input checks read their statistics (x's range, y's range, an explicit start's size) in one
+host synchronisation per call (:func:`_check_inputs`), outside any attack loop; the logits are
+checked against the labels by shape only (:func:`_logits`), with no synchronisation.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+__all__ = ["AttackFn"]
+
+AttackFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
+"""An attack with its settings bound: ``attack(model, x, y) -> x_adv``."""
 
 # Rounding slack for an explicit L2 start: per-row norms computed in float32 may exceed 1 by a few ulps.
 _L2_NOISE_SLACK = 1e-5
+
+
+# ----------------------------------------------------------------------------- input and setting checks
 
 
 def _check_types(name: str, model: nn.Module, x: Tensor, y: Tensor) -> None:
@@ -122,12 +165,16 @@ def _check_number(name: str, what: str, value: object, *, allow_inf: bool = Fals
     return v
 
 
+def _check_int(name: str, what: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: {what} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name}: {what} must be >= {minimum}, got {value}")
+    return value
+
+
 def _check_steps(name: str, steps: object) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, int):
-        raise TypeError(f"{name}: steps must be an int, got {type(steps).__name__}")
-    if steps < 0:
-        raise ValueError(f"{name}: steps must be >= 0, got {steps}")
-    return steps
+    return _check_int(name, "steps", steps, 0)
 
 
 def _logits(name: str, model: nn.Module, x: Tensor, y_hi: int) -> Tensor:
@@ -145,3 +192,51 @@ def _logits(name: str, model: nn.Module, x: Tensor, y_hi: int) -> Tensor:
             f"{logits.shape[1]} classes. Hint: the model and the data disagree on the number of classes"
         )
     return logits
+
+
+# ----------------------------------------------------------------------------- tensor steps
+
+
+def _linf_bounds(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """The eps-ball around ``x`` intersected with [0, 1]: per-element ``(lo, hi)``."""
+    return (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
+
+
+def _row_view(v: Tensor, x: Tensor) -> Tensor:
+    """Reshape a per-row vector (N,) to broadcast against ``x`` (N, ...)."""
+    return v.view(-1, *([1] * (x.dim() - 1)))
+
+
+def _input_grad(name: str, model: nn.Module, x_adv: Tensor, y: Tensor, y_hi: int) -> Tensor:
+    """d/dx of the summed cross-entropy; ``x_adv`` is a leaf with ``requires_grad``."""
+    loss = F.cross_entropy(_logits(name, model, x_adv, y_hi), y, reduction="sum")
+    (grad,) = torch.autograd.grad(loss, x_adv)
+    return grad
+
+
+def _rand(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None, *, normal: bool) -> Tensor:
+    """Draw U[0, 1) or N(0, 1) in ``like``'s dtype on the generator's device, then move to like's.
+
+    A CPU generator with a CUDA ``x`` draws on the CPU (bit-identical across devices, at the cost
+    of a host-to-device copy); a CUDA generator draws on its own device. ``None`` uses torch's
+    default generator of ``x``'s device (seeded by the caller, e.g. ``torch.manual_seed``).
+    """
+    device = generator.device if generator is not None else like.device
+    draw = torch.randn if normal else torch.rand
+    return draw(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
+
+
+def _l2_norms(t: Tensor) -> Tensor:
+    """Per-row L2 norms, shape (N,)."""
+    return torch.linalg.vector_norm(t.flatten(1), ord=2, dim=1)
+
+
+def _project_l2_(x_adv: Tensor, x: Tensor, eps: float) -> Tensor:
+    """In place: scale ``x_adv - x`` into the L2 eps-ball, then clamp to [0, 1].
+
+    Clamping after the projection keeps the result inside the ball: x is in [0, 1], so clamping
+    only moves a coordinate toward x's.
+    """
+    delta = x_adv.sub_(x)
+    scale = (eps / _l2_norms(delta).clamp_min(torch.finfo(x.dtype).tiny)).clamp_(max=1.0)
+    return delta.mul_(_row_view(scale, x)).add_(x).clamp_(0.0, 1.0)
