@@ -3,7 +3,7 @@
 The official loop (RobNets ``main.py`` + ``attack.py``): a ``torch.utils.data.DataLoader`` over a
 dataset that crops (pad 4) and flips each image on the host, the batch copied to the device, fp32,
 NCHW, the model in train mode, PGD with ``x.requires_grad_()`` / ``autograd.grad`` /
-``min(max(...))`` projection, then the update. Ours: :class:`robnet.data.datasets.DeviceLoader` (data
+``min(max(...))`` projection, then the update. Ours: :class:`robnet.data.loader.DeviceLoader` (data
 resident on the device, augmentation vectorised there), :func:`robnet.train.loop.adversarial_step`
 (attack on frozen parameters, no host syncs), channels_last, and bf16 autocast on CUDA.
 

@@ -8,15 +8,9 @@
   streamed sets.
 """
 
-from .datasets import (
-    DATASETS,
-    ArrayDataset,
-    DatasetNotFoundError,
-    FolderDataset,
-    ImageReadError,
-    load_dataset,
-    load_memory_dataset,
-)
+from .datasets import DATASETS, ArrayDataset, load_dataset, load_memory_dataset
+from .download import DatasetNotFoundError
+from .folders import FolderDataset, ImageReadError
 from .loader import Augment, DeviceLoader, make_loader, train_val_split
 
 __all__ = [

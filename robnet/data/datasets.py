@@ -1,27 +1,25 @@
-"""Datasets: checksummed loaders for the in-memory and the streamed image sets.
+"""Datasets: :func:`load_dataset` and the in-memory image sets.
 
 Two kinds of dataset come out of :func:`load_dataset`:
 
 * :class:`ArrayDataset` for sets that fit in memory (``cifar10``, ``cifar100``, ``svhn`` and the
   embedded default ``digits``): uint8 images ``(N, C, H, W)`` plus int64 labels. Iterate with
   :class:`robnet.data.loader.DeviceLoader` (GPU-resident, on-device augmentation).
-* :class:`FolderDataset` for ``tinyimagenet`` and ``imagenet`` (validation), streamed from disk
-  with Pillow; iterate with :func:`robnet.data.loader.make_loader` (a standard ``DataLoader``).
+* :class:`~robnet.data.folders.FolderDataset` for ``tinyimagenet`` and ``imagenet`` (validation),
+  streamed from disk with Pillow; iterate with :func:`robnet.data.loader.make_loader` (a standard
+  ``DataLoader``).
 
 ``root`` is the folder that holds the dataset's standard folder (torchvision's convention): for
 CIFAR-10 the one containing ``cifar-10-batches-py/``, for CIFAR-100 ``cifar-100-python/``, for
 SVHN the ``.mat`` files themselves, for Tiny-ImageNet ``tiny-imagenet-200/`` and for ImageNet
 ``imagenet/val/<wnid>/*.JPEG``. Every CIFAR and SVHN file is md5-checked on load;
 ``download=True`` fetches the official file, verifies its md5 and (for CIFAR) extracts it
-(:mod:`robnet.io.files`).
+(:mod:`robnet.data.download`).
 """
 
 from __future__ import annotations
 
 import difflib
-import functools
-import importlib.resources
-import logging
 import os
 import pickle
 from collections.abc import Mapping, Sequence
@@ -31,74 +29,26 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from robnet.io.files import download_file, extract_folder, file_md5
+from robnet.data.download import _FILE_SPECS, CHECKSUMS, _ensure_files, _FileSpec
+from robnet.data.folders import FolderDataset, _imagenet_val, _tinyimagenet
 from robnet.io.unpickle import NUMPY_ARRAYS, RestrictedUnpickler
 
 __all__ = [
-    "CHECKSUMS",
     "DATASETS",
-    "URLS",
     "ArrayDataset",
-    "DatasetNotFoundError",
-    "FolderDataset",
-    "ImageReadError",
-    "imagenet_wnids",
     "load_dataset",
     "load_memory_dataset",
     "stable_permutation",
 ]
 
-log = logging.getLogger(__name__)
-
 
 DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "svhn", "digits", "tinyimagenet", "imagenet")
-
-# Official download locations, by file name. ``load_dataset(..., url=...)`` overrides them.
-URLS: dict[str, str] = {
-    "cifar-10-python.tar.gz": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-    "cifar-100-python.tar.gz": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-    "train_32x32.mat": "http://ufldl.stanford.edu/housenumbers/train_32x32.mat",
-    "test_32x32.mat": "http://ufldl.stanford.edu/housenumbers/test_32x32.mat",
-}
-
-# md5 of every official file (the same values torchvision checks). ``checksums=`` overrides them.
-CHECKSUMS: dict[str, dict[str, str]] = {
-    "cifar10": {
-        "cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a",
-        "data_batch_1": "c99cafc152244af753f735de768cd75f",
-        "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
-        "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
-        "data_batch_4": "634d18415352ddfa80567beed471001a",
-        "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
-        "test_batch": "40351d587109b95175f43aff81a1287e",
-        "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
-    },
-    "cifar100": {
-        "cifar-100-python.tar.gz": "eb9058c3a382ffc7106e4002c42a8d85",
-        "train": "16019d7e3df5f24257cddd939b257f8d",
-        "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
-        "meta": "7973b15100ade9c7d40fb424638fde48",
-    },
-    "svhn": {
-        "train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
-        "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3",
-    },
-}
 
 # Decision: the embedded ``digits`` set (scikit-learn's 1797 8x8 images) is split once, with this
 # fixed seed, into 1437 train / 360 test images.
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_SIZE = 360
-
-
-class DatasetNotFoundError(FileNotFoundError, ValueError):
-    """A dataset file or folder is missing (both a ``FileNotFoundError`` and a ``ValueError``)."""
-
-
-class ImageReadError(ValueError):
-    """An image file of a :class:`FolderDataset` cannot be decoded; the message names the file."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,7 +153,7 @@ def stable_permutation(n: int, seed: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Official files: safe unpickling, checksums
+# Reading the sets: official CIFAR pickles (restricted unpickler), SVHN .mat files, digits
 
 
 def _load_pickle(path: Path) -> dict[str, Any]:
@@ -221,90 +171,6 @@ def _load_pickle(path: Path) -> dict[str, Any]:
 
 def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-@dataclass(frozen=True, kw_only=True)
-class _FileSpec:
-    """Where a file dataset lives and how to get it."""
-
-    title: str  # human name for messages
-    folder: str  # the standard folder under root ("" = root itself)
-    splits: Mapping[str, tuple[str, ...]]  # split -> data files
-    meta: str | None = None
-    labels_key: str = "labels"
-    names_key: str = "label_names"
-    archive: str | None = None  # download: one archive holding the folder, or None (each file itself)
-    noun: str = "file"
-    source: str = ""
-    classes: tuple[str, ...] = ()
-
-
-_FILE_SPECS: dict[str, _FileSpec] = {
-    "cifar10": _FileSpec(
-        title="CIFAR-10", folder="cifar-10-batches-py",
-        splits={"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)},
-        meta="batches.meta", archive="cifar-10-python.tar.gz", noun="batch",
-        source="the official python batches (cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html)"),
-    "cifar100": _FileSpec(
-        title="CIFAR-100", folder="cifar-100-python", splits={"train": ("train",), "test": ("test",)},
-        meta="meta", labels_key="fine_labels", names_key="fine_label_names",
-        archive="cifar-100-python.tar.gz", noun="batch",
-        source="the official python batches (cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html)"),
-    "svhn": _FileSpec(
-        title="SVHN", folder="", splits={"train": ("train_32x32.mat",), "test": ("test_32x32.mat",)},
-        source="the official train_32x32.mat / test_32x32.mat (from http://ufldl.stanford.edu/housenumbers/)",
-        classes=tuple(str(d) for d in range(10))),
-}
-
-
-def _resolve_url(filename: str, url: str | None) -> str:
-    if url is None:
-        return URLS[filename]
-    return url + filename if url.endswith("/") else url
-
-
-def _ensure_files(spec: _FileSpec, root: Path, needed: Sequence[str], *, download: bool, url: str | None,
-                  md5s: Mapping[str, str], progress: bool | None) -> list[Path]:
-    """Paths of ``needed`` files under root/folder, md5-verified (downloaded first if asked)."""
-    folder = root / spec.folder if spec.folder else root
-    paths = [folder / f for f in needed]
-    digests: dict[Path, str] = {}  # each file is hashed once per call unless it is replaced
-
-    def digest(p: Path) -> str:
-        if p not in digests:
-            digests[p] = file_md5(p)
-        return digests[p]
-
-    def ok(p: Path) -> bool:
-        return p.is_file() and digest(p) == md5s[p.name]
-
-    if download and not all(ok(p) for p in paths):
-        if spec.archive is not None:
-            archive = root / spec.archive
-            if not ok(archive):
-                download_file(_resolve_url(spec.archive, url), archive, md5=md5s[spec.archive],
-                              progress=progress)
-            extract_folder(archive, spec.folder, folder, what=spec.title)
-            digests.clear()
-        else:
-            for p in paths:
-                if not ok(p):
-                    download_file(_resolve_url(p.name, url), p, md5=md5s[p.name], progress=progress)
-                    digests.pop(p, None)
-    for p in paths:
-        if not p.is_file():
-            hint = f"pass download=True (or `--download`), or put {spec.source} under {root}"
-            if spec.folder and (root / p.name).is_file():
-                hint = (f"{root} looks like the {spec.folder}/ folder itself: pass its parent "
-                        f"{root.parent} as root (the folder that holds the dataset's standard folder)")
-            raise DatasetNotFoundError(f"{spec.title} not found: {p} is missing. Hint: {hint}")
-        got = digest(p)
-        if got != md5s[p.name]:
-            raise ValueError(f"md5 mismatch for {p}: got {got}, expected {md5s[p.name]}; the file is damaged "
-                             f"or not the official {spec.noun}: delete it and download again (download=True "
-                             "or `--download`)")
-    log.info("%s: md5 verified for %d files under %s", spec.title, len(paths), folder)
-    return paths
 
 
 def _load_cifar(name: str, spec: _FileSpec, paths: Sequence[Path], split: str) -> ArrayDataset:
@@ -364,6 +230,36 @@ def _load_digits(split: str) -> ArrayDataset:
                         labels=torch.from_numpy(labels[idx].copy()), classes=tuple(str(d) for d in range(10)))
 
 
+def _load_file_set(key: str, root: Path, split: str, *, download: bool, url: str | None,
+                   checksums: Mapping[str, str] | None, progress: bool | None) -> ArrayDataset:
+    """An md5-checked set read from its official files (cifar10, cifar100, svhn)."""
+    spec = _FILE_SPECS[key]
+    md5s = {**CHECKSUMS[key], **(checksums or {})}
+    needed = [*spec.splits[split], *([spec.meta] if spec.meta else [])]
+    if download:
+        root.mkdir(parents=True, exist_ok=True)
+    paths = _ensure_files(spec, root, needed, download=download, url=url, md5s=md5s, progress=progress)
+    if key == "svhn":
+        return _load_svhn(key, spec, paths[0], split)
+    return _load_cifar(key, spec, paths, split)
+
+
+def _dataset_key(name: str, split: str) -> str:
+    """The lower-cased dataset name, once ``name`` and its ``split`` are known to be valid."""
+    key = name.lower() if isinstance(name, str) else name
+    if key not in DATASETS:
+        close = difflib.get_close_matches(str(name).lower(), DATASETS, n=2)
+        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}.{hint}")
+    valid_splits = {"imagenet": ("test", "val"),
+                    "tinyimagenet": ("train", "test", "val")}.get(key, ("train", "test"))
+    if split not in valid_splits:
+        extra = " (only the ImageNet validation set is supported)" if key == "imagenet" else ""
+        raise ValueError(f"dataset {key!r}: unknown split {split!r}; expected one of "
+                         f"{', '.join(valid_splits)}{extra}")
+    return key
+
+
 def load_dataset(name: str, root: str | os.PathLike[str] | None = None, split: str = "train", *,
                  download: bool = False, url: str | None = None, checksums: Mapping[str, str] | None = None,
                  progress: bool | None = None) -> ArrayDataset | FolderDataset:
@@ -391,25 +287,18 @@ def load_dataset(name: str, root: str | os.PathLike[str] | None = None, split: s
             labelled validation sets serve as test sets).
         download: fetch the official file (cifar10, cifar100, svhn) when missing or damaged, with
             a progress bar; the md5 is verified before anything is kept.
-        url: download location overriding :data:`URLS`; ending in ``/`` it is a base the file
-            name is appended to (a mirror), otherwise the full URL of the one file needed.
-        checksums: md5 per file name overriding :data:`CHECKSUMS` (tests, re-packed mirrors).
+        url: download location overriding :data:`~robnet.data.download.URLS`; ending in ``/`` it
+            is a base the file name is appended to (a mirror), otherwise the full URL of the one
+            file needed.
+        checksums: md5 per file name overriding :data:`~robnet.data.download.CHECKSUMS` (tests,
+            re-packed mirrors).
         progress: show download progress; None: only when stderr is a terminal.
 
     Returns:
-        An :class:`ArrayDataset` (in-memory sets) or a :class:`FolderDataset` (streamed).
+        An :class:`ArrayDataset` (in-memory sets) or a :class:`~robnet.data.folders.FolderDataset`
+        (streamed).
     """
-    key = name.lower() if isinstance(name, str) else name
-    if key not in DATASETS:
-        close = difflib.get_close_matches(str(name).lower(), DATASETS, n=2)
-        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}.{hint}")
-    valid_splits = {"imagenet": ("test", "val"),
-                    "tinyimagenet": ("train", "test", "val")}.get(key, ("train", "test"))
-    if split not in valid_splits:
-        extra = " (only the ImageNet validation set is supported)" if key == "imagenet" else ""
-        raise ValueError(f"dataset {key!r}: unknown split {split!r}; expected one of "
-                         f"{', '.join(valid_splits)}{extra}")
+    key = _dataset_key(name, split)
     if key == "digits":
         return _load_digits(split)
     if root is None:
@@ -424,16 +313,8 @@ def load_dataset(name: str, root: str | os.PathLike[str] | None = None, split: s
             raise ValueError(f"download=True is not supported for {key!r} (cifar10, cifar100 and svhn only). "
                              f"Hint: {hint}")
         return _tinyimagenet(root_path, split) if key == "tinyimagenet" else _imagenet_val(root_path)
-    spec = _FILE_SPECS[key]
-    md5s = {**CHECKSUMS[key], **(checksums or {})}
-    needed = [*spec.splits[split], *([spec.meta] if spec.meta else [])]
-    if download:
-        root_path.mkdir(parents=True, exist_ok=True)
-    paths = _ensure_files(spec, root_path, needed, download=download, url=url, md5s=md5s,
+    return _load_file_set(key, root_path, split, download=download, url=url, checksums=checksums,
                           progress=progress)
-    if key == "svhn":
-        return _load_svhn(key, spec, paths[0], split)
-    return _load_cifar(key, spec, paths, split)
 
 
 def load_memory_dataset(name: str, root: str | os.PathLike[str] | None = None, split: str = "train", *,
@@ -447,177 +328,3 @@ def load_memory_dataset(name: str, root: str | os.PathLike[str] | None = None, s
                          "fspkit score do stream folder sets; for training, iterate "
                          "robnet.data.loader.make_loader(load_dataset(...)) in your own loop")
     return ds
-
-# --------------------------------------------------------------------------------------------
-# Folder datasets (streamed)
-
-_IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
-
-
-def _pil_image() -> Any:
-    try:
-        from PIL import Image
-    except ImportError as e:  # pragma: no cover - Pillow ships with matplotlib
-        raise ImportError("reading tinyimagenet/imagenet images needs Pillow. Hint: pip install pillow "
-                          "(it also comes with matplotlib: pip install 'fspkit[plots]')") from e
-    return Image
-
-
-class FolderDataset(Dataset[tuple[torch.Tensor, int]]):
-    """Images streamed from disk: ``(uint8 tensor (3, H, W), label)`` per item.
-
-    Args:
-        samples: ``(image path, label)`` pairs.
-        classes: class names (for the ImageNet layouts, the sorted wnids).
-        name: dataset name.
-        split: split name.
-        resize: resize so the shorter side has this length (bilinear), or None.
-        crop: center-crop to ``crop x crop`` after resizing, or None.
-    """
-
-    def __init__(self, samples: Sequence[tuple[str | os.PathLike[str], int]], classes: Sequence[str], *,
-                 name: str, split: str, resize: int | None = None, crop: int | None = None) -> None:
-        _pil_image()
-        for attr, value in (("resize", resize), ("crop", crop)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"FolderDataset: {attr} must be a positive int or None, got {value!r}")
-        self.samples = [(str(p), int(y)) for p, y in samples]
-        self.classes = tuple(classes)
-        self.name = name
-        self.split = split
-        self.resize = resize
-        self.crop = crop
-        bad = [y for _, y in self.samples if not 0 <= y < len(self.classes)]
-        if bad:
-            raise ValueError(f"FolderDataset {name!r}: labels must lie in [0, {len(self.classes)}), "
-                             f"got {bad[0]}")
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __repr__(self) -> str:
-        return (f"FolderDataset(name={self.name!r}, split={self.split!r}, n={len(self)}, "
-                f"num_classes={self.num_classes}, resize={self.resize}, crop={self.crop})")
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes."""
-        return len(self.classes)
-
-    @property
-    def labels(self) -> torch.Tensor:
-        """All labels, int64 ``(N,)`` (no image is read)."""
-        return torch.tensor([y for _, y in self.samples], dtype=torch.int64)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        path, label = self.samples[index]
-        image_mod = _pil_image()
-        try:
-            arr = self._read(path, image_mod)  # (H, W, 3)
-        except (OSError, SyntaxError, EOFError, image_mod.DecompressionBombError) as e:
-            reason = " ".join(str(e).split()) or type(e).__name__
-            raise ImageReadError(f"cannot read image {path}: {reason}. Hint: replace or remove the file (a "
-                                 "damaged or truncated copy?)") from None
-        return torch.from_numpy(arr).permute(2, 0, 1).contiguous(), label
-
-    def _read(self, path: str, image_mod: Any) -> np.ndarray:
-        with image_mod.open(path) as im:
-            im = im.convert("RGB")
-            if self.resize is not None:
-                w, h = im.size
-                scale = self.resize / min(w, h)
-                # torchvision's Resize(int): the shorter side becomes `resize`, the longer one scales
-                size = (self.resize, int(h * scale)) if w <= h else (int(w * scale), self.resize)
-                if size != (w, h):
-                    im = im.resize(size, image_mod.Resampling.BILINEAR)
-            if self.crop is not None:
-                w, h = im.size
-                if w < self.crop or h < self.crop:
-                    raise ValueError(f"{path}: image {w}x{h} is smaller than the crop {self.crop}. Hint: set "
-                                     "resize >= crop")
-                left, top = round((w - self.crop) / 2), round((h - self.crop) / 2)
-                im = im.crop((left, top, left + self.crop, top + self.crop))
-            return np.array(im, dtype=np.uint8)
-
-
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_EXTENSIONS)
-
-
-def _tinyimagenet(root: Path, split: str) -> FolderDataset:
-    base = root / "tiny-imagenet-200"
-    hint = ("Hint: unzip tiny-imagenet-200.zip (http://cs231n.stanford.edu/tiny-imagenet-200.zip) under "
-            f"{root}")
-    wnids_file = base / "wnids.txt"
-    if not wnids_file.is_file():
-        if (root / "wnids.txt").is_file():
-            hint = f"Hint: {root} looks like tiny-imagenet-200/ itself: pass its parent {root.parent}"
-        raise DatasetNotFoundError(f"Tiny-ImageNet not found: {wnids_file} is missing. {hint}")
-    wnids = sorted({line.strip() for line in wnids_file.read_text().splitlines() if line.strip()})
-    index = {w: i for i, w in enumerate(wnids)}
-    samples: list[tuple[Path, int]] = []
-    if split == "train":
-        for w in wnids:
-            folder = base / "train" / w / "images"
-            if not folder.is_dir():
-                raise DatasetNotFoundError(f"Tiny-ImageNet train split incomplete: {folder} is missing. "
-                                           f"{hint}")
-            samples += [(p, index[w]) for p in _images_in(folder)]
-    else:
-        ann = base / "val" / "val_annotations.txt"
-        if not ann.is_file():
-            raise DatasetNotFoundError(f"Tiny-ImageNet val split incomplete: {ann} is missing. {hint}")
-        for lineno, line in enumerate(ann.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            if len(parts) < 2 or parts[1] not in index:
-                raise ValueError(f"{ann}, line {lineno}: expected '<file>\\t<wnid>\\t...' with a wnid from "
-                                 f"wnids.txt, got {line!r}")
-            path = base / "val" / "images" / parts[0]
-            if not path.is_file():
-                raise DatasetNotFoundError(f"Tiny-ImageNet val image {path} is missing. {hint}")
-            samples.append((path, index[parts[1]]))
-        samples.sort(key=lambda s: str(s[0]))
-    return FolderDataset(samples, wnids, name="tinyimagenet", split=split)
-
-
-def _imagenet_val(root: Path) -> FolderDataset:
-    folder = root / "imagenet" / "val"
-    if not folder.is_dir():
-        hint = f"put the validation images under {folder}/<wnid>/*.JPEG (the ImageFolder layout)"
-        if (root / "val").is_dir():
-            hint = f"{root} looks like the imagenet/ folder itself: pass its parent {root.parent}"
-        raise DatasetNotFoundError(f"ImageNet not found: {folder} is missing. Hint: {hint}")
-    present = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not present:
-        raise DatasetNotFoundError(f"ImageNet: {folder} has no class folders. Hint: use the ImageFolder "
-                                   f"layout {folder}/<wnid>/*.JPEG (the validation tarball is flat; sort it "
-                                   "into class folders first)")
-    wnids = imagenet_wnids()
-    index = {w: i for i, w in enumerate(wnids)}
-    for name in present:
-        if name not in index:
-            close = difflib.get_close_matches(name, wnids, n=1)
-            guess = f" Did you mean {close[0]}?" if close else ""
-            raise ValueError(f"ImageNet: {folder / name} is not one of the 1,000 ILSVRC-2012 class folders (wnids "
-                             f"such as {wnids[0]}).{guess} Hint: move other folders out of {folder}; labels are "
-                             "the standard class indices, so only the official wnids can be read")
-    # Labels are the standard indices (position in the sorted 1,000 wnids), whichever folders are present.
-    samples = [(p, index[w]) for w in present for p in _images_in(folder / w)]
-    return FolderDataset(samples, wnids, name="imagenet", split="val", resize=256, crop=224)
-
-
-@functools.cache
-def imagenet_wnids() -> tuple[str, ...]:
-    """The 1,000 ILSVRC-2012 class wnids in the standard order (sorted): label ``k`` of ImageNet-1k
-    models and of ``load_dataset("imagenet", ...)`` is ``imagenet_wnids()[k]``. Shipped with the
-    package (``robnet/imagenet_wnids.txt``)."""
-    text = importlib.resources.files(__package__).joinpath("imagenet_wnids.txt").read_text(encoding="ascii")
-    wnids = tuple(line.strip() for line in text.splitlines() if line.strip())
-    if len(wnids) != 1000 or list(wnids) != sorted(set(wnids)):
-        raise RuntimeError(f"robnet/imagenet_wnids.txt is damaged ({len(wnids)} entries, expected 1,000 sorted "
-                           "unique wnids). Hint: reinstall robnet")
-    return wnids
-
-

@@ -3,7 +3,7 @@
 * :class:`DeviceLoader` iterates an in-memory :class:`~robnet.data.datasets.ArrayDataset`: the whole set
   moves to the device once (as uint8); each batch is gathered, cropped, flipped and cut out on the
   device, vectorised over the batch, and sharded across ranks.
-* :func:`make_loader` wraps streamed sets (:class:`~robnet.data.datasets.FolderDataset`) in a standard
+* :func:`make_loader` wraps streamed sets (:class:`~robnet.data.folders.FolderDataset`) in a standard
   ``DataLoader`` whose workers report an unreadable image as one line naming the file.
 * :func:`train_val_split` carves a seeded validation set out of a training split.
 
@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from robnet.data.datasets import ArrayDataset, ImageReadError, stable_permutation
+from robnet.data.datasets import ArrayDataset, stable_permutation
+from robnet.data.folders import ImageReadError
 
 __all__ = ["Augment", "DeviceLoader", "augment_batch", "make_loader", "train_val_split"]
 
@@ -342,7 +343,7 @@ def _collate_float(batch: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor] | 
 
 
 class _FolderLoader(DataLoader[Any]):
-    """A DataLoader that raises an unreadable image as one :class:`~robnet.data.datasets.ImageReadError` line
+    """A DataLoader that raises an unreadable image as one :class:`~robnet.data.folders.ImageReadError` line
     naming the file, in the main process, whichever process decoded it."""
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
@@ -356,11 +357,11 @@ def make_loader(ds: Dataset[tuple[torch.Tensor, int]], *, batch_size: int, shuff
                 seed: int, drop_last: bool = False, pin_memory: bool = False) -> DataLoader[Any]:
     """A standard DataLoader yielding ``(float32 images in [0, 1] (B, C, H, W), int64 labels)``.
 
-    An image that cannot be decoded raises :class:`~robnet.data.datasets.ImageReadError` naming the file
+    An image that cannot be decoded raises :class:`~robnet.data.folders.ImageReadError` naming the file
     (one line, also when a worker process read it).
 
     Args:
-        ds: a :class:`~robnet.data.datasets.FolderDataset` (or any dataset of ``(uint8 image, label)`` pairs).
+        ds: a :class:`~robnet.data.folders.FolderDataset` (or any dataset of ``(uint8 image, label)`` pairs).
         batch_size: samples per batch.
         shuffle: reshuffle every epoch, from a generator seeded with ``seed``.
         num_workers: worker processes decoding images (0: in this process).

@@ -1,8 +1,9 @@
 """Files, checkpoints, results and run folders (public: fspkit uses them too).
 
 * :mod:`~robnet.io.files`: the one atomic writer, md5, download, safe extraction.
-* :mod:`~robnet.io.checkpoint`: save/load with ``weights_only``; official RobNets checkpoints
-  through the restricted unpickler (:mod:`~robnet.io.unpickle`): no pickled code runs.
+* :mod:`~robnet.io.checkpoint`: save/load with ``weights_only``; :mod:`~robnet.io.official`:
+  official RobNets checkpoints through the restricted unpickler (:mod:`~robnet.io.unpickle`): no
+  pickled code runs.
 * :mod:`~robnet.io.models`: ``load_model``, one entry point for any model file (ours, official,
   plain state_dicts, safetensors, opted-in pickles); :mod:`~robnet.io.external` resolves ``--arch``
   (a zoo name or a user's ``MODULE:CALLABLE``).

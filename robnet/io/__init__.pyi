@@ -1,8 +1,9 @@
 """Files, checkpoints, results and run folders (public: fspkit uses them too).
 
 * :mod:`~robnet.io.files`: the one atomic writer, md5, download, safe extraction.
-* :mod:`~robnet.io.checkpoint`: save/load with ``weights_only``; official RobNets checkpoints
-  through the restricted unpickler (:mod:`~robnet.io.unpickle`): no pickled code runs.
+* :mod:`~robnet.io.checkpoint`: save/load with ``weights_only``; :mod:`~robnet.io.official`:
+  official RobNets checkpoints through the restricted unpickler (:mod:`~robnet.io.unpickle`): no
+  pickled code runs.
 * :mod:`~robnet.io.models`: ``load_model``, one entry point for any model file (ours, official,
   plain state_dicts, safetensors, opted-in pickles); :mod:`~robnet.io.external` resolves ``--arch``
   (a zoo name or a user's ``MODULE:CALLABLE``).
@@ -10,10 +11,11 @@
 * :mod:`~robnet.io.rundir`: run folders that cannot be clobbered (lock, record, resume checks).
 """
 
-from .checkpoint import CheckpointError, load, load_any, load_official, load_raw, save
+from .checkpoint import CheckpointError, load, load_raw, save
 from .external import ArchSpec, parse_arch_kwargs, resolve_arch
 from .files import atomic_open, atomic_write, file_md5
 from .models import load_model
+from .official import load_any, load_official
 from .results import (
     append_jsonl,
     check_output_path,

@@ -14,7 +14,7 @@ Resolving imports the module (errors now, before any data is loaded); building c
 The current working directory is put at the end of ``sys.path`` only while importing and calling,
 so installed packages win over same-named files there. Importing a user's module runs its code: that
 is what naming it asks for; checkpoint files never get to choose what is imported
-(:mod:`robnet.io.checkpoint`).
+(:mod:`robnet.io.checkpoint`, :mod:`robnet.io.official`).
 """
 
 from __future__ import annotations

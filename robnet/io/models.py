@@ -40,8 +40,6 @@ import torch
 from torch import nn
 
 from robnet.io.checkpoint import (
-    _STATE_DICT_KEYS,
-    _WRAPPER_PREFIXES,
     CheckpointError,
     MapLocation,
     PathLike,
@@ -51,18 +49,22 @@ from robnet.io.checkpoint import (
     _load_into,
     _model_from_raw,
     _move,
+    _one_line,
+    _reason,
+    _validate_ours,
+)
+from robnet.io.external import ArchSpec, _cwd_on_path, resolve_arch
+from robnet.io.official import (
+    _STATE_DICT_KEYS,
+    _WRAPPER_PREFIXES,
     _official_model,
     _official_parts,
-    _one_line,
     _Payload,
     _pickled_model_error,
     _plain_value,
     _read_safely,
-    _reason,
     _strip_prefix,
-    _validate_ours,
 )
-from robnet.io.external import ArchSpec, _cwd_on_path, resolve_arch
 from robnet.io.unpickle import Inert
 from robnet.models.arch import ArchLike, describe_arch
 from robnet.models.normalize import NormalizeSpec, normalization_record, with_normalization

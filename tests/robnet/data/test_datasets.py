@@ -1,23 +1,26 @@
-"""robnet.data.datasets: checksummed loaders for CIFAR-10/100, SVHN, digits, Tiny-ImageNet and ImageNet-val."""
+"""robnet.data.datasets: load_dataset, ArrayDataset and the CIFAR-10/100, SVHN and digits readers.
+
+The checksummed files (md5 checks, downloads, not-found messages) are tested in test_download.py,
+the image folders (Tiny-ImageNet, ImageNet-val) in test_folders.py.
+"""
 
 import collections
 import hashlib
 import logging
 import os
 import pickle
-import re
 
 import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from robnet.data.datasets import CHECKSUMS, ArrayDataset, DatasetNotFoundError, FolderDataset, load_dataset
+from robnet.data.datasets import ArrayDataset, load_dataset
+from robnet.data.download import DatasetNotFoundError
 from robnet.io.files import file_md5
 from tests._paths import SHARED_DATA
 
 SHARED_CIFAR = SHARED_DATA
-CIFAR_HOME = "https://www.cs.toronto.edu/~kriz/cifar.html"
 
 
 def _md5(b: bytes) -> str:
@@ -46,49 +49,6 @@ def test_cifar10_loads_official_format(tmp_path, make_cifar10):
     hwc = np.concatenate([fake.images[f"data_batch_{k}"] for k in range(1, 6)])
     assert torch.equal(train.images, torch.from_numpy(hwc).permute(0, 3, 1, 2))
     assert torch.equal(test.images[3], torch.from_numpy(fake.images["test_batch"][3]).permute(2, 0, 1))
-
-
-def test_cifar_default_checksums_reject_non_official_files(tmp_path, make_cifar10):
-    fake = make_cifar10(tmp_path, n=2)
-    got = fake.md5s["test_batch"]
-    official = CHECKSUMS["cifar10"]["test_batch"]
-    msg = (f"md5 mismatch for {fake.base / 'test_batch'}: got {got}, expected {official}; "
-           "the file is damaged or not the official batch: delete it and download again")
-    with pytest.raises(ValueError, match=re.escape(msg)):
-        load_dataset("cifar10", tmp_path, "test")
-
-
-def test_cifar_damaged_file_message(tmp_path, make_cifar10):
-    fake = make_cifar10(tmp_path, n=4)
-    path = fake.base / "data_batch_3"
-    raw = bytearray(path.read_bytes())
-    raw[100] ^= 0xFF
-    path.write_bytes(bytes(raw))
-    msg = (f"md5 mismatch for {path}: got {_md5(bytes(raw))}, expected {fake.md5s['data_batch_3']}; the file "
-           "is damaged or not the official batch: delete it and download again")
-    with pytest.raises(ValueError, match=re.escape(msg)):
-        load_dataset("cifar10", tmp_path, "train", checksums=fake.md5s)
-    # the test split does not need data_batch_3
-    assert len(load_dataset("cifar10", tmp_path, "test", checksums=fake.md5s)) == 4
-
-
-def test_cifar_missing_file_message(tmp_path, make_cifar10):
-    fake = make_cifar10(tmp_path, n=2)
-    (fake.base / "data_batch_2").unlink()
-    msg = (f"CIFAR-10 not found: {fake.base / 'data_batch_2'} is missing. Hint: pass download=True (or "
-           f"`--download`), or put the official python batches (cifar-10-python.tar.gz from {CIFAR_HOME}) "
-           f"under {tmp_path}")
-    with pytest.raises(DatasetNotFoundError, match=re.escape(msg)):
-        load_dataset("cifar10", tmp_path, "train", checksums=fake.md5s)
-    # usable as a FileNotFoundError and as a ValueError
-    with pytest.raises(FileNotFoundError):
-        load_dataset("cifar10", tmp_path / "nowhere", "test")
-    with pytest.raises(ValueError, match="CIFAR-10 not found"):
-        load_dataset("cifar10", tmp_path / "nowhere", "test")
-    # root pointing at the batches folder itself
-    with pytest.raises(DatasetNotFoundError, match=r"looks like the cifar-10-batches-py/ folder itself: "
-                                                   "pass its parent"):
-        load_dataset("cifar10", fake.base, "test", checksums=fake.md5s)
 
 
 def test_cifar_unpickler_refuses_code(tmp_path, make_cifar10):
@@ -149,18 +109,6 @@ def test_svhn_mat(tmp_path):
     with pytest.raises(DatasetNotFoundError, match=r"SVHN not found: .*train_32x32.mat is missing. Hint: "
                                                    r"pass download=True .*ufldl.stanford.edu/housenumbers"):
         load_dataset("svhn", tmp_path, "train")
-
-
-def test_svhn_download_single_file(tmp_path, http_server):
-    from scipy.io import savemat
-
-    x = np.full((32, 32, 3, 2), 7, dtype=np.uint8)
-    savemat(http_server.dir / "train_32x32.mat", {"X": x, "y": np.array([[3], [10]])})
-    md5 = file_md5(http_server.dir / "train_32x32.mat")
-    ds = load_dataset("svhn", tmp_path / "svhn", "train", download=True, url=http_server.url,
-                      checksums={"train_32x32.mat": md5}, progress=False)
-    assert ds.labels.tolist() == [3, 0] and int(ds.images.sum()) == 7 * 2 * 3 * 32 * 32
-    assert http_server.requests == ["/train_32x32.mat"]
 
 
 def test_digits_embedded_split():
@@ -229,69 +177,6 @@ def test_array_dataset_validation_and_subset(ids_dataset):
 
 
 # ------------------------------------------------------------------------------------------
-# Folder datasets
-
-
-def test_tinyimagenet_layout(tmp_path, save_image):
-    base = tmp_path / "tiny-imagenet-200"
-    base.mkdir()
-    (base / "wnids.txt").write_text("n02\nn01\n")  # classes are the sorted wnids
-    colors = {"n01": [(10, 20, 30), (40, 50, 60)], "n02": [(70, 80, 90), (100, 110, 120), (5, 6, 7)]}
-    for wnid, cs in colors.items():
-        for i, c in enumerate(cs):
-            save_image(base / "train" / wnid / "images" / f"{wnid}_{i}.png", c)
-    save_image(base / "val" / "images" / "val_0.JPEG", (200, 0, 0), fmt="JPEG")
-    save_image(base / "val" / "images" / "val_1.JPEG", (0, 0, 200), fmt="JPEG")
-    (base / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn02\t0\t0\t8\t8\n"
-                                                      "val_1.JPEG\tn01\t0\t0\t8\t8\n")
-
-    train = load_dataset("tinyimagenet", tmp_path, "train")
-    assert isinstance(train, FolderDataset) and train.classes == ("n01", "n02") and len(train) == 5
-    assert train.labels.tolist() == [0, 0, 1, 1, 1]
-    img, label = train[3]
-    assert img.dtype == torch.uint8 and img.shape == (3, 8, 8) and label == 1
-    assert img[:, 0, 0].tolist() == [100, 110, 120] and bool((img == img[:, :1, :1]).all())
-
-    val = load_dataset("tinyimagenet", tmp_path, "val")
-    assert load_dataset("tinyimagenet", tmp_path, "test").samples == val.samples
-    assert val.labels.tolist() == [1, 0]
-    red = val[0][0].int()
-    assert abs(int(red[0].float().mean()) - 200) <= 3 and int(red[1:].max()) <= 6  # JPEG: near-exact
-
-    with pytest.raises(DatasetNotFoundError, match=r"looks like tiny-imagenet-200/ itself: pass its parent"):
-        load_dataset("tinyimagenet", base, "train")
-    with pytest.raises(DatasetNotFoundError, match=r"Tiny-ImageNet not found: .*wnids.txt is missing.*unzip"):
-        load_dataset("tinyimagenet", tmp_path / "none", "train")
-
-
-def test_imagenet_val_layout_resize_and_crop(tmp_path, save_image):
-    val = tmp_path / "imagenet" / "val"
-    save_image(val / "n01443537" / "ILSVRC2012_val_00000001.JPEG", (0, 255, 0), size=(40, 30), fmt="JPEG")
-    save_image(val / "n01440764" / "ILSVRC2012_val_00000002.JPEG", (255, 255, 255), size=(30, 50), fmt="JPEG")
-    ds = load_dataset("imagenet", tmp_path, "val")
-    assert isinstance(ds, FolderDataset) and ds.classes[:2] == ("n01440764", "n01443537")
-    assert ds.labels.tolist() == [0, 1]
-    img, label = ds[1]
-    assert img.shape == (3, 224, 224) and label == 1 and abs(int(img[1].float().mean()) - 255) <= 3
-    assert load_dataset("imagenet", tmp_path, "test").samples == ds.samples
-
-    # resize: shorter side -> 5 (20x10 -> 10x5), then center crop 4: columns 3..6 of the resized image
-    from PIL import Image
-
-    arr = np.zeros((10, 20, 3), dtype=np.uint8)
-    arr[:, :10] = 255  # left half white
-    Image.fromarray(arr).save(tmp_path / "half.png")
-    small = FolderDataset([(tmp_path / "half.png", 0)], ("a",), name="t", split="val", resize=5, crop=4)
-    out = small[0][0]
-    assert out.shape == (3, 4, 4)
-    assert out[:, :, 0].min() == 255 and out[:, :, 3].max() == 0  # columns 3, 4 white; 5, 6 black
-    with pytest.raises(ValueError, match="smaller than the crop 16"):
-        FolderDataset([(tmp_path / "half.png", 0)], ("a",), name="t", split="val", crop=16)[0]
-    with pytest.raises(DatasetNotFoundError, match=r"ImageNet not found: .*imagenet/val is missing"):
-        load_dataset("imagenet", tmp_path / "none", "val")
-
-
-# ------------------------------------------------------------------------------------------
 # Real CIFAR-10
 
 
@@ -300,7 +185,7 @@ def test_real_cifar10(caplog):
     folder = SHARED_CIFAR / "cifar-10-batches-py"
     if not folder.is_dir():
         pytest.skip(f"real CIFAR-10 not found at {folder} (needs ../shared/data/cifar-10-batches-py)")
-    with caplog.at_level(logging.INFO, logger="robnet.data.datasets"):
+    with caplog.at_level(logging.INFO, logger="robnet.data.download"):  # md5 lines
         train = load_dataset("cifar10", SHARED_CIFAR, "train")
         test = load_dataset("cifar10", SHARED_CIFAR, "test")
     assert "CIFAR-10: md5 verified for 6 files" in caplog.text
@@ -314,22 +199,3 @@ def test_real_cifar10(caplog):
     assert test.labels[:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]  # official test order
     first_batch = [1005, 974, 1032, 1016, 999, 937, 1030, 1001, 1025, 981]  # data_batch_1 label counts
     assert torch.bincount(train.labels[:10000]).tolist() == first_batch
-
-
-def test_imagenet_val_subset_keeps_the_standard_labels(tmp_path, save_image):
-    # a val folder holding some of the 1,000 classes is labelled with the standard
-    # ILSVRC-2012 indices (sorted wnids), not renumbered among the folders present
-    val = tmp_path / "imagenet" / "val"
-    for wnid in ("n15075141", "n01443537", "n02123045"):  # the last class, goldfish, tabby
-        save_image(val / wnid / f"ILSVRC2012_val_{wnid}.JPEG", (1, 2, 3), fmt="JPEG")
-    (val / "LOC_val_solution.csv").write_text("not a class folder\n")
-    (val / ".cache").mkdir()
-    ds = load_dataset("imagenet", tmp_path, "val")
-    assert ds.num_classes == 1000 and len(ds.classes) == len(set(ds.classes)) == 1000
-    assert list(ds.classes) == sorted(ds.classes) and ds.classes[0] == "n01440764" and ds.classes[-1] == "n15075141"
-    assert [ds.classes[y] for y in ds.labels.tolist()] == ["n01443537", "n02123045", "n15075141"]
-    assert ds.labels.tolist() == [1, 281, 999]
-    save_image(val / "n0144076" / "x.JPEG", (1, 2, 3), fmt="JPEG")
-    with pytest.raises(ValueError, match=r"^ImageNet: .*val/n0144076 is not one of the 1,000 ILSVRC-2012 class folders "
-                                         r"\(wnids such as n01440764\)\. Did you mean n01440764\? Hint: "):
-        load_dataset("imagenet", tmp_path, "val")

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from robnet.data import loader as loader_mod
-from robnet.data.datasets import ArrayDataset, FolderDataset, ImageReadError
+from robnet.data.datasets import ArrayDataset
+from robnet.data.folders import FolderDataset, ImageReadError
 from robnet.data.loader import Augment, DeviceLoader, augment_batch, make_loader, train_val_split
 
 # ------------------------------------------------------------------------------------------
