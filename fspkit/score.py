@@ -24,8 +24,7 @@ from __future__ import annotations
 import itertools
 import math
 import platform
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,12 +32,16 @@ import torch
 from torch import nn
 
 from fspkit._version import __version__
-from fspkit.capture import AUTO, CellSpec, capture_cells, choose_cells, resolve_cells
+from fspkit.capture import capture_cells
+from fspkit.cells import AUTO, CellChoice, CellSpec, choose_cells, resolve_cells
 from fspkit.fsp import fsp_pair_terms
 from robnet.models.genotype import deep_cells
-from robnet.utils import unwrap_model
+from robnet.utils import eval_mode, unwrap_model
 
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+_Batch = tuple[torch.Tensor, torch.Tensor]  # (x, y)
+
+_NO_BATCHES = "no batches to score: the data iterable was empty"
 
 
 @dataclass
@@ -138,17 +141,6 @@ class FSPReport:
 
     def csv_rows(self) -> list[dict[str, Any]]:
         return [{**c.to_dict(), "hw": f"{c.hw[0]}x{c.hw[1]}"} for c in self.cells]
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, was in flags:
-            m.training = was
 
 
 class _Accumulator:
@@ -302,7 +294,79 @@ def _check_totals(sums: torch.Tensor, logits_finite: bool, names: list[str]) -> 
                          "inputs, or the checkpoint is damaged (check its BatchNorm running statistics)")
 
 
-def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], attack: Attack, *,
+def _select_cells(net: nn.Module, cells: CellSpec,
+                  batches: Iterable[_Batch]) -> tuple[list[str], Iterable[_Batch], CellChoice | None]:
+    """The names of the cells to score, the batches to score them on, and what ``"auto"`` chose.
+
+    ``"auto"`` probes the first batch's images (:func:`fspkit.cells.choose_cells`) and puts that
+    batch back in front of the others; any other selection is resolved before a batch is drawn,
+    so unknown names raise early (:func:`fspkit.cells.resolve_cells`).
+    """
+    if not (isinstance(cells, str) and cells == AUTO):
+        return [name for name, _ in resolve_cells(net, cells)], batches, None
+    iterator = iter(batches)
+    first = next(iterator, None)
+    if first is None:
+        raise ValueError(_NO_BATCHES)
+    choice = choose_cells(net, first[0])
+    return list(choice.names), itertools.chain([first], iterator), choice
+
+
+def _score_batches(net: nn.Module, batches: Iterable[_Batch], attack: Attack, acc: _Accumulator,
+                   names: list[str]) -> tuple[torch.Tensor, int]:
+    """Attack every batch, then run clean and adversarial images through the hooked cells in one forward.
+
+    The FSP sums go to ``acc``; the model is in eval mode throughout, the attack included.
+
+    Returns:
+        ``(counts, n)``: counts (3,) on the device: clean hits, adversarial hits, batches with
+        non-finite logits; n: the number of samples.
+    """
+    correct = torch.zeros(3, dtype=torch.long, device=acc.sums.device)
+    n = n_batches = 0
+    # Hooks only around the scoring forward (re-entered per batch), so the attack's own forwards
+    # are not scored.
+    cap = capture_cells(net, names, on_pair=acc)
+    with eval_mode(net):
+        for x, y in batches:
+            if x.shape[0] != y.shape[0]:
+                raise ValueError(f"batch has {x.shape[0]} images but {y.shape[0]} labels")
+            x_adv = attack(net, x, y)
+            _check_pair(x, x_adv, batch=n_batches, model=net)
+            x_adv = x_adv.detach()
+            n_batches += 1
+            acc.split = x.shape[0]
+            with cap:
+                logits = _forward_pair(net, x, x_adv)
+            if n_batches == 1:
+                _check_first_batch(net, x, logits, acc, names)
+            correct[2] += ~torch.isfinite(logits).all()
+            pred = logits.argmax(1)
+            correct[0] += (pred[: x.shape[0]] == y).sum()
+            correct[1] += (pred[x.shape[0]:] == y).sum()
+            n += x.shape[0]
+    if n == 0:
+        raise ValueError(_NO_BATCHES)
+    return correct, n
+
+
+def _cell_scores(names: list[str], acc: _Accumulator, sums: torch.Tensor) -> list[CellScore]:
+    """One :class:`CellScore` per cell, network order, from ``sums`` (``acc.sums`` on the host)."""
+    results = []
+    for i, name in enumerate(names):
+        shape = acc.shapes[i]
+        if shape is None:  # pragma: no cover - capture_cells raises first for a cell that never ran
+            raise ValueError(f"cell {name!r} never ran")
+        mean, std = _mean_std(float(sums[i, 0]), float(sums[i, 1]), acc.counts[i])
+        rel_mean, rel_std = _mean_std(float(sums[i, 2]), float(sums[i, 3]), acc.counts[i])
+        results.append(CellScore(name=name, depth=i, c_in=shape[0], c_out=shape[1], hw=shape[2], fsp_mean=mean,
+                                 fsp_std=std, fsp_rel_mean=rel_mean, fsp_rel_std=rel_std,
+                                 scale_mean=float(sums[i, 4]) / acc.counts[i],
+                                 fsp_strided_mean=float(sums[i, 5]) / acc.counts[i]))
+    return results
+
+
+def score(model: nn.Module, batches: Iterable[_Batch], attack: Attack, *,
           cells: CellSpec = None, attack_settings: dict[str, Any] | None = None, seed: int | None = None,
           progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None) -> FSPReport:
     """Clean-vs-adversarial FSP distance of every selected cell, streamed over ``batches``.
@@ -330,60 +394,14 @@ def score(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
     """
     net = unwrap_model(model)
     device = next(net.parameters()).device
-    iterable: Iterable[tuple[torch.Tensor, torch.Tensor]] = progress(batches) if progress is not None else batches
-    extra: dict[str, Any] = {}
-    if isinstance(cells, str) and cells == AUTO:
-        iterator = iter(iterable)
-        first = next(iterator, None)
-        if first is None:
-            raise ValueError("no batches to score: the data iterable was empty")
-        choice = choose_cells(net, first[0])  # the probe runs on the first batch's images
-        extra["cell_choice"] = choice.to_dict()
-        names = list(choice.names)
-        iterable = itertools.chain([first], iterator)
-    else:
-        names = [name for name, _ in resolve_cells(net, cells)]  # raises early on unknown names
+    iterable: Iterable[_Batch] = progress(batches) if progress is not None else batches
+    names, iterable, choice = _select_cells(net, cells, iterable)
     acc = _Accumulator(len(names), device)
-    correct = torch.zeros(3, dtype=torch.long, device=device)  # clean hits, adversarial hits, non-finite batches
-    n = n_batches = 0
-    # Hooks only around the scoring forward (re-entered per batch), so the attack's own forwards
-    # are not scored.
-    cap = capture_cells(net, names, on_pair=acc)
-    with _eval_mode(net):
-        for x, y in iterable:
-            if x.shape[0] != y.shape[0]:
-                raise ValueError(f"batch has {x.shape[0]} images but {y.shape[0]} labels")
-            x_adv = attack(net, x, y)
-            _check_pair(x, x_adv, batch=n_batches, model=net)
-            x_adv = x_adv.detach()
-            n_batches += 1
-            acc.split = x.shape[0]
-            with cap:
-                logits = _forward_pair(net, x, x_adv)
-            if n_batches == 1:
-                _check_first_batch(net, x, logits, acc, names)
-            correct[2] += ~torch.isfinite(logits).all()
-            pred = logits.argmax(1)
-            correct[0] += (pred[: x.shape[0]] == y).sum()
-            correct[1] += (pred[x.shape[0]:] == y).sum()
-            n += x.shape[0]
-    if n == 0:
-        raise ValueError("no batches to score: the data iterable was empty")
+    correct, n = _score_batches(net, iterable, attack, acc, names)
     sums = acc.sums.cpu()  # the one host sync
     hits = correct.cpu().tolist()
     _check_totals(sums, hits[2] == 0, names)
-    results = []
-    for i, name in enumerate(names):
-        shape = acc.shapes[i]
-        if shape is None:  # pragma: no cover - capture_cells raises first for a cell that never ran
-            raise ValueError(f"cell {name!r} never ran")
-        mean, std = _mean_std(float(sums[i, 0]), float(sums[i, 1]), acc.counts[i])
-        rel_mean, rel_std = _mean_std(float(sums[i, 2]), float(sums[i, 3]), acc.counts[i])
-        results.append(CellScore(name=name, depth=i, c_in=shape[0], c_out=shape[1], hw=shape[2], fsp_mean=mean,
-                                 fsp_std=std, fsp_rel_mean=rel_mean, fsp_rel_std=rel_std,
-                                 scale_mean=float(sums[i, 4]) / acc.counts[i],
-                                 fsp_strided_mean=float(sums[i, 5]) / acc.counts[i]))
     versions = {"fspkit": __version__, "torch": torch.__version__, "python": platform.python_version()}
-    return FSPReport(cells=results, clean_acc=hits[0] / n, adv_acc=hits[1] / n, n=n,
+    extra: dict[str, Any] = {"cell_choice": choice.to_dict()} if choice is not None else {}
+    return FSPReport(cells=_cell_scores(names, acc, sums), clean_acc=hits[0] / n, adv_acc=hits[1] / n, n=n,
                      attack=dict(attack_settings or {}), device=str(device), seed=seed, versions=versions, extra=extra)
-

@@ -2,7 +2,7 @@
 
 * fspkit -> robnet -> torch: robnet never imports fspkit (also not at run time, for the search).
 * ``robnet.models.genotype`` imports no torch: the search space is sampled without it.
-* fspkit's core (fsp, capture, score, proxies) imports no third-party package but torch (and robnet).
+* fspkit's core (fsp, cells, capture, score, proxies) imports no third-party package but torch (and robnet).
 * ``fspkit.stats`` imports no torch (numpy, scipy, scikit-learn, and robnet's torch-free modules: the
   genotype and the records schema); importing it loads no torch.
 * Only ``fspkit.plots`` imports matplotlib or seaborn.
@@ -101,7 +101,7 @@ def _graph() -> dict[str, set[str]]:
 def test_walks_every_module():
     # the modules the rules below are about must exist (a rename would silently skip them)
     assert {"robnet.models.genotype", "robnet.search.stages", "robnet.models.supernet", "fspkit.stats",
-            "fspkit.plots", "fspkit.score", "fspkit.capture"} <= set(MODULES)
+            "fspkit.plots", "fspkit.score", "fspkit.capture", "fspkit.cells"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", [n for n in MODULES if n.startswith("robnet")])
@@ -116,7 +116,7 @@ def test_search_never_imports_fspkit_at_runtime():
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("name", ["fspkit.fsp", "fspkit.capture", "fspkit.score", "fspkit.proxies"])
+@pytest.mark.parametrize("name", ["fspkit.fsp", "fspkit.cells", "fspkit.capture", "fspkit.score", "fspkit.proxies"])
 def test_fspkit_core_imports_only_torch(name):
     third_party = _top_levels(MODULES[name]) - set(sys.stdlib_module_names) - {"torch", "__future__"}
     assert third_party <= {"fspkit", "robnet"}, (name, third_party)

@@ -279,7 +279,8 @@ def test_bind_works_with_pgd():
 
 
 def test_fspkit_capture_on_bound_subnet_matches_the_extracted_network():
-    from fspkit.capture import capture_cells, find_cells
+    from fspkit.capture import capture_cells
+    from fspkit.cells import find_cells
 
     sn = _supernet(cell_free=True).eval()
     g = _genotypes(True, 1)[0]
