@@ -1,21 +1,24 @@
 """The one-shot search's cost: processes vs threads, successive halving vs full finetuning, the demo's
 wall time, and the paper-scale estimate.
 
-Four parts in one run, each measured side by side (results: ``benchmarks/results/bench_search.md``):
+Five parts in one run, each measured side by side (results: ``benchmarks/results/bench_search.md``):
 
 1. **Processes.** ``fspkit search all --preset cpu-demo --candidates 12`` with ``--procs 1`` and with
    the default (one process per core, each with one thread), into two fresh folders: wall time,
    the ratio, and a check that both sampled the same candidates (and, from the same supernet, give
    the same records: the second folder's finetune stage is rerun on the first folder's supernet).
 2. **Successive halving.** On one trained cpu-demo supernet, the same candidates finetuned for
-   ``--epochs`` (default 3) epochs with ``--finetune-schedule full`` and with ``halving``: the
+   ``--epochs`` (default 4) epochs with ``--finetune-schedule full`` and with ``halving``: the
    candidate-epochs spent, the wall time, how many of ``full``'s top 10% the halving schedule also
    ranks in its top 10%, and, as the yardstick, the test-retest noise of the measurement (Spearman
    of ``pgd_acc_half`` vs ``pgd_acc_retest``) and the top-10% overlap two equally noisy
    measurements would have.
 3. **The demo.** ``fspkit demo`` (the default settings) from scratch: wall time, against its promise
    of under 10 minutes on 2 idle CPU cores.
-4. **The ``--preset paper`` estimate** on one GPU from per-step times recorded on an H200
+4. **Under load.** The cpu-demo supernet (``--supernet-epochs 3``) on 1 process x 2 threads (the
+   old default), 1 x 1 and the default (one process per core x 1 thread), on idle cores and with
+   a busy-looping process beside it: images/s, and how much the load slowed each.
+5. **The ``--preset paper`` estimate** on one GPU from per-step times recorded on an H200
    (``benchmarks/results/bench_supernet.md``), for both schedules and with the FSP filter: an
    estimate, no paper-scale search is run.
 
@@ -28,11 +31,13 @@ Timings are never test assertions. Usage::
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import math
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -164,6 +169,35 @@ def part_demo(tmp: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------- part 4
+def part_load(tmp: Path) -> None:
+    settings = [("1 x 2 (the old default)", ["--procs", "1", "--threads", "2"]),
+                ("1 x 1", ["--procs", "1", "--threads", "1"]),
+                (f"{default_procs('cpu')} x 1 (the default)", [])]
+    rates: dict[tuple[str, bool], float] = {}
+    for loaded in (False, True):
+        busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if loaded else None
+        try:
+            for i, (name, flags) in enumerate(settings):
+                run = tmp / f"load{int(loaded)}_{i}"
+                wall(["search", "supernet", "--preset", "cpu-demo", "--supernet-epochs", "3", "--out", str(run),
+                      "--quiet", *flags])
+                rows = list(csv.DictReader((run / "supernet" / "log.csv").open()))
+                rates[name, loaded] = statistics.median(float(r["images_per_s"]) for r in rows)
+        finally:
+            if busy is not None:
+                busy.kill()
+                busy.wait()
+    print("\n## 4. Under load: the cpu-demo supernet (3 epochs), idle vs one busy-looping process beside it\n")
+    print("| processes x threads | idle (images/s) | loaded (images/s) | slowdown |")
+    print("|---|---:|---:|---:|")
+    for name, _ in settings:
+        idle, busy_rate = rates[name, False], rates[name, True]
+        print(f"| {name} | {idle:.0f} | {busy_rate:.0f} | {idle / busy_rate:.2f}x |")
+    print("\nimages/s is the median epoch's, over every process (log.csv). A load that takes one of the cores "
+          "should cost about what it takes: 2x at most on 2 cores.")
+
+
+# --------------------------------------------------------------------------------------- part 5
 # benchmarks/results/bench_supernet.md, NVIDIA H200: supernet PGD-7 training steps at batch 128 (s/step) of seven
 # random architectures; fp32 costs what bf16 does there (the step is launch-bound).
 H200_STEP_128 = (1.266, 0.988, 1.019, 1.373, 0.753, 1.068, 0.929)
@@ -183,7 +217,7 @@ def part_paper() -> None:
     while len(rungs) < k:
         rungs.append(math.ceil(rungs[-1] / 2))
     schedules = {"full": n * k, "halving": sum(rungs)}
-    print("\n## 4. Estimated `--preset paper` cost on one H200 (derived from recorded step times, NOT measured)\n")
+    print("\n## 5. Estimated `--preset paper` cost on one H200 (derived from recorded step times, NOT measured)\n")
     print(f"a supernet or candidate epoch: {steps} steps x {step:.3f} s (median H200 step, batch 128) = "
           f"{epoch / 60:.1f} min; an evaluation pass over 5,000 validation images: {eval_pass:.0f} s; every "
           "candidate is evaluated before and after finetuning, the retest adds half a pass for 10 of them, FSP "
@@ -215,17 +249,27 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--candidates", type=int, default=12, help="candidates of part 1")
     p.add_argument("--halving-candidates", type=int, default=60, help="candidates of part 2")
-    p.add_argument("--epochs", type=int, default=3, help="finetuning epochs K of part 2")
+    p.add_argument("--epochs", type=int, default=4,
+                   help="finetuning epochs K of part 2 (4: the smallest K at which keeping the better half can "
+                        "spend at most half of full's candidate-epochs, (2 - 2**(1-K)) / K)")
     p.add_argument("--skip-demo", action="store_true")
+    p.add_argument("--only", choices=("procs", "halving", "demo", "load", "paper"), default=None,
+                   help="run one part only")
     args = p.parse_args(argv)
     print("# bench_search\n")
     print(describe(resolve_device("cpu")))
+    parts = ("procs", "halving", "demo", "load", "paper") if args.only is None else (args.only,)
     with tempfile.TemporaryDirectory() as tmp:
-        part_processes(Path(tmp) / "procs", args.candidates)
-        part_halving(Path(tmp) / "halving", args.halving_candidates, args.epochs)
-        if not args.skip_demo:
+        if "procs" in parts:
+            part_processes(Path(tmp) / "procs", args.candidates)
+        if "halving" in parts:
+            part_halving(Path(tmp) / "halving", args.halving_candidates, args.epochs)
+        if "demo" in parts and not args.skip_demo:
             part_demo(Path(tmp))
-    part_paper()
+        if "load" in parts:
+            part_load(Path(tmp))
+    if "paper" in parts:
+        part_paper()
     return 0
 
 

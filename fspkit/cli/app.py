@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from fspkit.cli.score import add_score_parser, cmd_score
 from fspkit.cli.search import add_fsp_search_parser, cmd_search
 from fspkit.cli.study import add_study_parsers, cmd_demo, cmd_plot, cmd_stats
-from robnet.cli.common import main_entry
+from robnet.cli.common import main_entry, plain
 
 __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fspkit", description=__doc__,
+    parser = argparse.ArgumentParser(prog="fspkit", description=plain(__doc__),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_study_parsers(sub)

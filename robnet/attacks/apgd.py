@@ -62,14 +62,13 @@ from robnet.attacks.contract import (
     _project_l2_,
     _rand,
     _row_view,
+    check_norm,
 )
 from robnet.utils import frozen_params
 
-__all__ = ["APGD_LOSSES", "NORMS", "apgd", "apgd_checkpoints", "check_norm", "dlr_loss", "dlr_targeted_loss"]
+__all__ = ["APGD_LOSSES", "apgd", "apgd_checkpoints", "dlr_loss", "dlr_targeted_loss"]
 
 APGD_LOSSES = ("ce", "dlr", "dlr-targeted")
-# The spellings of the two threat models: "linf"/"l2" (AutoAttack's), "inf"/"2" (AttackConfig.norm's).
-NORMS = {"linf": "inf", "inf": "inf", "l2": "2", "2": "2"}
 # The denominators of the DLR losses: as in the authors' code, so flat logits give 0, not NaN.
 _DLR_TINY = 1e-12
 _MOMENTUM = 0.75
@@ -79,13 +78,6 @@ _Loss = Callable[[Tensor, Tensor, Tensor | None], Tensor]
 
 
 # ----------------------------------------------------------------------------- settings
-
-
-def check_norm(name: str, norm: object) -> str:
-    """The canonical norm ("inf" or "2") of a ``norm`` argument ("linf"/"inf" or "l2"/"2")."""
-    if not isinstance(norm, str) or norm.lower() not in NORMS:
-        raise ValueError(f"{name}: norm must be 'linf' or 'l2' (also 'inf' or '2'), got {norm!r}")
-    return NORMS[norm.lower()]
 
 
 def _check_settings(eps: object, norm: object, loss: object, steps: object, restarts: object,

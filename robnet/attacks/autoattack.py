@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from robnet.attacks.apgd import apgd, check_norm
-from robnet.attacks.contract import _check_inputs, _check_int, _check_number, _logits, _row_view
+from robnet.attacks.apgd import apgd
+from robnet.attacks.contract import _check_inputs, _check_int, _check_number, _logits, _row_view, check_norm
 from robnet.attacks.fab import fab_t
 from robnet.attacks.square import square
 

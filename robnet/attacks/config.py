@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from robnet.attacks.apgd import APGD_LOSSES, NORMS, apgd
+from robnet.attacks.apgd import APGD_LOSSES, apgd
 from robnet.attacks.autoattack import AutoAttackResult, autoattack_result
-from robnet.attacks.contract import AttackFn, _check_int, _check_number
+from robnet.attacks.contract import NORMS, AttackFn, _check_int, _check_number
 from robnet.attacks.deepfool import deepfool
 from robnet.attacks.fab import fab_t
 from robnet.attacks.gradient import fgsm, mifgsm, no_attack, pgd, pgd_l2

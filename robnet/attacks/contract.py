@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["AttackFn"]
+__all__ = ["NORMS", "AttackFn", "check_norm"]
 
 AttackFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
 """An attack with its settings bound: ``attack(model, x, y) -> x_adv``."""
@@ -57,6 +57,17 @@ _L2_NOISE_SLACK = 1e-5
 
 
 # ----------------------------------------------------------------------------- input and setting checks
+
+
+# The spellings of the two threat models: "linf"/"l2" (AutoAttack's), "inf"/"2" (AttackConfig.norm's).
+NORMS = {"linf": "inf", "inf": "inf", "l2": "2", "2": "2"}
+
+
+def check_norm(name: str, norm: object) -> str:
+    """The canonical norm ("inf" or "2") of a ``norm`` argument ("linf"/"inf" or "l2"/"2")."""
+    if not isinstance(norm, str) or norm.lower() not in NORMS:
+        raise ValueError(f"{name}: norm must be 'linf' or 'l2' (also 'inf' or '2'), got {norm!r}")
+    return NORMS[norm.lower()]
 
 
 def _check_types(name: str, model: nn.Module, x: Tensor, y: Tensor) -> None:

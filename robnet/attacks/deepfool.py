@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from robnet.attacks.contract import (
+    NORMS,
     _check_inputs,
     _check_number,
     _check_steps,
@@ -26,7 +27,6 @@ from robnet.utils import frozen_params
 
 __all__ = ["deepfool"]
 
-_NORMS = ("inf", "2")
 # Step added to DeepFool's minimal linearised step, as in Moosavi-Dezfooli et al.'s reference code.
 _DEEPFOOL_STEP_TOL = 1e-4
 
@@ -64,7 +64,7 @@ def _check_deepfool_settings(steps: object, overshoot: object, num_candidates: o
     if num_candidates < 2:
         raise ValueError(f"deepfool: num_candidates must be >= 2 (y and at least one other class), "
                          f"got {num_candidates}")
-    if norm not in _NORMS:
+    if norm not in set(NORMS.values()):
         raise ValueError(f"deepfool: norm must be 'inf' or '2', got {norm!r}")
     return steps, overshoot, None if eps is None else _check_number("deepfool", "eps", eps, allow_inf=True)
 

@@ -40,8 +40,16 @@ import math
 import torch
 from torch import Tensor, nn
 
-from robnet.attacks.apgd import check_norm
-from robnet.attacks.contract import _check_inputs, _check_int, _check_number, _check_steps, _logits, _rand, _row_view
+from robnet.attacks.contract import (
+    _check_inputs,
+    _check_int,
+    _check_number,
+    _check_steps,
+    _logits,
+    _rand,
+    _row_view,
+    check_norm,
+)
 from robnet.utils import frozen_params
 
 __all__ = ["fab_t", "project_onto_hyperplane"]

@@ -34,8 +34,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from robnet.attacks.apgd import check_norm
-from robnet.attacks.contract import _check_inputs, _check_number, _linf_bounds, _logits, _row_view
+from robnet.attacks.contract import _check_inputs, _check_number, _linf_bounds, _logits, _row_view, check_norm
 
 __all__ = ["margin", "square", "square_p_schedule", "square_side"]
 

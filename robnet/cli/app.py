@@ -15,7 +15,7 @@ import torch
 
 from robnet.attacks.evaluation import evaluate
 from robnet.attacks.spec import parse_attack
-from robnet.cli.common import add_common_flags, check_positive, main_entry
+from robnet.cli.common import add_common_flags, check_positive, main_entry, plain
 from robnet.cli.evaluate import add_eval_parser, cmd_eval
 from robnet.cli.search import add_search_parser, run_search
 from robnet.cli.train import add_train_parser, cmd_train
@@ -32,7 +32,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="robnet", description=__doc__,
+    parser = argparse.ArgumentParser(prog="robnet", description=plain(__doc__),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser("demo", help="tiny RobNet, PGD adversarial training and a Table-1 row on digits (a minute)")

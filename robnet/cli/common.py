@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -73,6 +74,11 @@ Try first:  fspkit demo          the whole study on the bundled digits data, min
 """
 
 
+def plain(doc: str) -> str:
+    """A docstring as ``--help`` shows it: reST roles and double backticks become plain text."""
+    return re.sub(r":\w+:`~?([^`]+)`", r"\1", doc).replace("``", "").strip()
+
+
 def add_alias(p: argparse.ArgumentParser | Any, flag: str, dest: str, **kwargs: Any) -> None:
     """An old spelling of a flag, kept working but hidden from ``--help`` (one release)."""
     p.add_argument(flag, dest=dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS, **kwargs)
@@ -109,7 +115,9 @@ def add_config_flags(p: argparse.ArgumentParser | Any, cls: type, *, exclude: Se
             continue
         conv, is_bool = _flag_type(f)
         default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = f"{f.metadata.get('help', f.name)} (default: {default})"
+        help_text = f.metadata.get("help", f.name)
+        if "(default:" not in help_text:  # a field's help may say its default in words
+            help_text += f" (default: {default})"
         flag = "--" + (prefix + f.name).replace("_", "-")
         dest = prefix + f.name
         if is_bool:
@@ -337,7 +345,8 @@ def main_entry(prog: str, parser: argparse.ArgumentParser, commands: Mapping[str
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
-        print(SHORT_HELP.format(prog=prog, what=(parser.description or prog).strip().splitlines()[0]))
+        what = plain(parser.description or prog).splitlines()[0].removeprefix(f"{prog}:").strip()
+        print(SHORT_HELP.format(prog=prog, what=what))
         parser.print_usage()
         return 0
     try:

@@ -7,19 +7,19 @@ splits one candidate over ranks), so nothing here talks to a process group.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from robnet.attacks.contract import AttackFn
 from robnet.utils import eval_mode, train_mode
 
 __all__ = ["AccuracyResult", "accuracy", "count_flops", "count_params", "recalibrate_bn"]
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
-AttackFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()

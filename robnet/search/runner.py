@@ -82,12 +82,9 @@ def run(out: str | os.PathLike[str], config: SearchConfig | None = None, *, stag
         "out": str(folder), "config": config, "stages": [s for s in STAGES if s in stages], "scorer": scorer,
         "candidate_filter": candidate_filter, "plugin": plugin, "data_dir": data_dir, "device": device,
         "overwrite": overwrite, "progress": progress, "argv": argv, "threads": threads}
-    dev = resolve_device(device)
-    threads = threads if threads is not None else 1 if dev.type == "cpu" else torch.get_num_threads()
+    threads = threads if threads is not None else 1 if resolve_device(device).type == "cpu" else torch.get_num_threads()
     kwargs["threads"] = threads
-    n = 1 if int(os.environ.get("WORLD_SIZE", "1")) > 1 else procs if procs is not None else default_procs(device)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"procs must be a whole number >= 1, got {procs!r}")
+    n = _processes(procs, device)
     if n == 1:
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
@@ -96,6 +93,14 @@ def run(out: str | os.PathLike[str], config: SearchConfig | None = None, *, stag
         finally:
             torch.set_num_threads(before)
     return run_on_processes(_run_rank, kwargs, procs=n, threads=threads)
+
+
+def _processes(procs: int | None, device: str | None) -> int:
+    """How many local processes to start: 1 under torchrun (it started them), else ``procs`` or the default."""
+    n = 1 if int(os.environ.get("WORLD_SIZE", "1")) > 1 else procs if procs is not None else default_procs(device)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"procs must be a whole number >= 1, got {procs!r}")
+    return n
 
 
 def _run_rank(*, out: str, config: SearchConfig | None, stages: list[str], scorer: Scorer | None,
