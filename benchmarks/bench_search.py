@@ -245,6 +245,9 @@ def _rungs(n: int, k: int) -> list[int]:
     return out
 
 
+PARTS = ("procs", "halving", "demo", "load", "paper")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--candidates", type=int, default=12, help="candidates of part 1")
@@ -253,12 +256,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="finetuning epochs K of part 2 (4: the smallest K at which keeping the better half can "
                         "spend at most half of full's candidate-epochs, (2 - 2**(1-K)) / K)")
     p.add_argument("--skip-demo", action="store_true")
-    p.add_argument("--only", choices=("procs", "halving", "demo", "load", "paper"), default=None,
-                   help="run one part only")
+    p.add_argument("--only", choices=PARTS, nargs="+", default=PARTS, help="run only these parts (default: all)")
     args = p.parse_args(argv)
     print("# bench_search\n")
     print(describe(resolve_device("cpu")))
-    parts = ("procs", "halving", "demo", "load", "paper") if args.only is None else (args.only,)
+    parts = set(args.only)
     with tempfile.TemporaryDirectory() as tmp:
         if "procs" in parts:
             part_processes(Path(tmp) / "procs", args.candidates)

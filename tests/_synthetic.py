@@ -1,7 +1,7 @@
 """Realistic synthetic search records with known planted effects (for the stats, study and plot tests).
 
 ``make_records(n, ...)`` returns one dict per candidate with the columns of a ``fspkit search``
-run (issue 9; see ``fspkit.stats.study``): a sampled genotype with its bits, density, conv counts and a
+run (see ``fspkit.stats.study``): a sampled genotype with its bits, density, conv counts and a
 parameter count, accuracies before and after finetuning, per-cell FSP distances (raw, relative and
 activation scale), the three zero-cost proxies and their timings. The planted truth:
 
@@ -13,7 +13,7 @@ activation scale), the three zero-cost proxies and their timings. The planted tr
   ``REL_SLOPE * depth(c)`` per standard deviation of final PGD accuracy, where depth runs from 0
   (first cell) to 1 (last cell): no effect in the first cell, the strongest in the deepest. The
   activation scale grows with depth and with density but is independent of robustness otherwise,
-  and the raw distance is ``fsp_rel * fsp_scale`` (so it partly tracks the scale, SPEC §5).
+  and the raw distance is ``fsp_rel * fsp_scale`` (so it partly tracks the scale, docs/design.md §5).
 * Proxies: ``pgd_acc_before_finetune`` is final PGD accuracy minus 0.1 plus small noise (strong),
   ``proxy_grad_norm`` is weakly positive, ``proxy_synflow`` tracks the parameter count,
   ``proxy_naswot`` is pure noise.

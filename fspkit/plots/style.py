@@ -105,14 +105,16 @@ def legend(ax: Axes, *, title: str | None = None, loc: Any = "best", min_entries
 
 def legend_below(ax: Axes, *, title: str | None = None, handles: list[Any] | None = None, ncols: int = 1) -> None:
     """The legend under the axes, clear of the data, the tick labels and the x label; a title line
-    wider than the figure wraps (continuation lines indented), so no line is cut at its edges."""
+    wider than the figure wraps (continuation lines indented), so no line is cut at its edges; an arrow
+    stays with the verdict that follows it."""
     import textwrap
 
     from matplotlib.transforms import ScaledTranslation
 
     if title is not None:
         width = max(40, int(ax.figure.get_size_inches()[0] * 13))  # type: ignore[union-attr]  # never a SubFigure here  # characters of ~10 pt text per line
-        title = "\n".join(textwrap.fill(line, width, subsequent_indent="  ") for line in title.split("\n"))
+        lines = (line.replace("→ ", "→\u00a0") for line in title.split("\n"))  # "→ verdict" stays one word
+        title = "\n".join(textwrap.fill(line, width, subsequent_indent="  ") for line in lines)
     below = ax.transAxes + ScaledTranslation(0.0, -44.0 / 72.0, ax.figure.dpi_scale_trans)
     extra: dict[str, Any] = {} if handles is None else {"handles": handles}
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below, title=title, frameon=False,

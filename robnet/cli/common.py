@@ -21,6 +21,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from robnet.data.datasets import DATASETS
+
 __all__ = [
     "FLAGS",
     "Command",
@@ -164,13 +166,14 @@ def add_common_flags(p: argparse.ArgumentParser, *, amp: bool = False) -> None:
 def add_data_flags(p: argparse.ArgumentParser, default: str = "cifar10", *, split: bool = False,
                    workers: bool = False) -> None:
     """``--data``, ``--data-dir``, ``--download`` and optionally ``--split`` and ``--workers``."""
-    p.add_argument("--data", default=default,
-                   help="cifar10, cifar100, svhn, digits, tinyimagenet, imagenet (default: %(default)s)")
+    p.add_argument("--data", default=default, choices=DATASETS, metavar="DATA",
+                   help=f"{', '.join(DATASETS)} (default: %(default)s)")
     p.add_argument("--data-dir", default=None, help="folder holding the dataset's standard folder "
                    "(for cifar10 the one containing cifar-10-batches-py/)")
     p.add_argument("--download", action="store_true", help="download the official archive if missing")
     if split:
-        p.add_argument("--split", default="test", help="test, train or val (default: %(default)s)")
+        p.add_argument("--split", default="test", choices=("test", "train", "val"), metavar="SPLIT",
+                       help="test, train or val (default: %(default)s)")
     if workers:
         p.add_argument("--workers", type=int, default=4, help="image-decoding workers for folder datasets")
 

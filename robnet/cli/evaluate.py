@@ -31,7 +31,7 @@ DEFAULT_ATTACKS = "clean,fgsm,pgd20,pgd100,deepfool,mifgsm"
 def add_eval_parser(sub: Any) -> None:
     ev = sub.add_parser("eval", help="clean / FGSM / PGD / DeepFool / MI-FGSM / AutoAttack accuracy of a model",
                         description="Accuracy of a model under each attack, each sample of the split once, with "
-                                    "95%% Wilson intervals and gradient-masking checks.")
+                                    "95% Wilson intervals and gradient-masking checks.")
     add_model_flags(ev)
     add_data_flags(ev, "cifar10", split=True, workers=True)
     ev.add_argument("--samples", type=int, default=None, help="the first N images of the split (default: all)")

@@ -54,6 +54,17 @@ def test_stats_reads_a_jsonl_file_and_refuses_bad_sources(run_folder, tmp_path, 
     assert "is inside the run it reads" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("target", ["records.rank0.jsonl", "search.json", "candidates.json", "supernet/last.pt",
+                                    "stats.json"])
+def test_no_output_lands_in_the_run_it_reads(run_folder, target, capsys):
+    files = {p: p.read_bytes() for p in run_folder.rglob("*") if p.is_file()}
+    assert fspkit_main(["stats", str(run_folder), "--json", str(run_folder / target), "--quiet"]) == 1
+    assert fspkit_main(["plot", str(run_folder), "--out", str(run_folder / "figs"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("is inside the run it reads") == 2 and "Traceback" not in err
+    assert {p: p.read_bytes() for p in run_folder.rglob("*") if p.is_file()} == files  # nothing written or changed
+
+
 def test_plot_writes_every_figure(run_folder, tmp_path, capsys):
     out = tmp_path / "figs"
     assert fspkit_main(["plot", str(run_folder), "--out", str(out), "--format", "svg", "--quiet"]) == 0

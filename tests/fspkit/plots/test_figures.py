@@ -256,7 +256,7 @@ def test_plot_density_shows_the_marginal_and_the_controlled_test(ax, records, re
     np.testing.assert_allclose(line.get_xydata(), np.c_[f2.x_grid, 100 * (f2.intercept + f2.slope * f2.x_grid)])
     (band,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
     assert band.get_paths()[0].vertices[:, 1].max() == pytest.approx(100 * f2.band_high.max())
-    title = ax.get_legend().get_title().get_text()
+    title = " ".join(ax.get_legend().get_title().get_text().split())  # a long line wraps to the figure's width
     assert f"marginal: ρ = {f2.spearman.coef:+.2f} {stats.ci_text(f2.spearman.ci)}" in title
     assert f"within conv count (decides): ρ = {claim.effect:+.2f} {stats.ci_text(claim.ci)}" in title
     assert title.endswith(f"→ {claim.verdict}")

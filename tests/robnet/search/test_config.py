@@ -190,3 +190,12 @@ def test_sampling_is_uniform_over_the_budget_0_space_edges():
     drawn = sample_candidates(_cfg(candidates=3000, budget=0))
     share = Counter(g.cells[0][0] for g in drawn)["10"] / 3000
     assert abs(share - 2 / 3) < 0.04  # 4.6 standard errors of a binomial share at n=3000
+
+
+def test_equal_settings_written_differently_are_one_config():
+    a = _cfg(budget=(10, 7, 4), eval_attack="pgd7:eps=1/10,step_size=1/40", val_size=64.0)
+    b = _cfg(budget=(4, 7, 10), eval_attack="pgd7:eps=0.1,step_size=0.025", val_size=64)
+    assert a == b and a.budget == (4, 7, 10) and a.eval_attack == "pgd7:eps=0.1,step_size=0.025"
+    assert json.dumps(dataclasses.asdict(a), sort_keys=True) == json.dumps(dataclasses.asdict(b), sort_keys=True)
+    with pytest.raises(ValueError, match="sets 'eps' twice"):
+        _cfg(eval_attack="pgd7:eps=0.1,eps=0.2")

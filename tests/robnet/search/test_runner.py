@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,23 @@ def test_successive_halving_spends_fewer_candidate_epochs(api_run, tmp_path):
     assert {r["id"] for r in got if r["finetune_epochs"] >= 2} == set(search.survivors(first))
     assert not list((run / "finetune").glob("*.pt"))  # every racing state is removed once its record is written
     assert sum(epochs) == 6 + 3 + 2 and sum(epochs) < 0.65 * 3 * N  # 11 candidate-epochs instead of 18
+
+
+@pytest.mark.slow
+def test_the_first_line_says_processes_and_threads(api_run, caplog):
+    out, _ = api_run
+    with caplog.at_level(logging.INFO, logger="robnet"):
+        search.run(out, stages=("finetune",), procs=1, progress=False)  # finished: nothing redone
+    assert any(" on 1 process x 1 thread" in m for m in caplog.messages)
+    assert json.loads((out / "search.json").read_text())["invocations"][-1]["threads"] == 1
+
+
+def test_a_diverging_supernet_hints_at_the_search_flag(tmp_path, capsys):
+    argv = ["search", "supernet", "--preset", "cpu-demo", "--layers", "3", "--subset", "200", "--val-size", "64",
+            "--supernet-epochs", "3", "--supernet-lr", "1e12", "--quiet", "--out", str(tmp_path / "run")]
+    assert robnet_main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "diverged" in err and "--supernet-lr" in err and "--lr " not in err
 
 
 def test_survivors_is_the_better_half_with_ties_to_the_smaller_id():
