@@ -108,7 +108,8 @@ def part_halving(tmp: Path, n: int, epochs: int) -> None:
     cfg = dataclasses.replace(cfg, finetune=dataclasses.replace(cfg.finetune, epochs=epochs))
     scorer, candidate_filter = plugins(FSPSearchConfig().plugin())
     base = tmp / "full"
-    search.run(base, cfg, stages=("supernet",), progress=False)
+    search.run(base, cfg, stages=("supernet",), scorer=scorer, candidate_filter=candidate_filter,
+               plugin=FSPSearchConfig().plugin(), progress=False)  # the folder records the plug-in the stages use
     results, seconds = {}, {}
     for schedule in ("full", "halving"):
         run = tmp / schedule
@@ -160,9 +161,9 @@ def _noise_overlap(records: list[dict[str, Any]], k: int, draws: int = 2000) -> 
 
 
 # --------------------------------------------------------------------------------------- part 3
-def part_demo(tmp: Path) -> None:
-    seconds = wall(["demo", "--out", str(tmp / "demo"), "--quiet"])
-    stats = json.loads((tmp / "demo" / "stats.json").read_text())
+def part_demo(out: Path) -> None:
+    seconds = wall(["demo", "--out", str(out), "--quiet"])
+    stats = json.loads((out / "stats.json").read_text())
     print("\n## 3. The demo: `fspkit demo` from scratch (default settings)\n")
     print(f"wall time {seconds / 60:.1f} min ({seconds:.0f} s) for {stats.get('n_records')} candidates, "
           f"{default_procs('cpu')} processes x 1 thread; the promise: under 10 minutes on 2 idle CPU cores.")
@@ -256,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="finetuning epochs K of part 2 (4: the smallest K at which keeping the better half can "
                         "spend at most half of full's candidate-epochs, (2 - 2**(1-K)) / K)")
     p.add_argument("--skip-demo", action="store_true")
+    p.add_argument("--demo-out", type=Path, default=None,
+                   help="keep part 3's demo in this new folder (default: a temporary one, removed)")
     p.add_argument("--only", choices=PARTS, nargs="+", default=PARTS, help="run only these parts (default: all)")
     args = p.parse_args(argv)
     print("# bench_search\n")
@@ -267,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         if "halving" in parts:
             part_halving(Path(tmp) / "halving", args.halving_candidates, args.epochs)
         if "demo" in parts and not args.skip_demo:
-            part_demo(Path(tmp))
+            part_demo(args.demo_out or Path(tmp) / "demo")
         if "load" in parts:
             part_load(Path(tmp))
     if "paper" in parts:

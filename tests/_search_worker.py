@@ -89,3 +89,33 @@ def supernet_worker(rank: int, world: int, port: int, run_dir: str, out: str, co
     finally:
         search.step_genotype = real
         _leave()
+
+
+def sample_race_worker(rank: int, world: int, port: int, run_dir: str, out: str, config: dict[str, Any]) -> None:
+    """The sample stage with the second process late: it looks at the folder only after the first
+    process has written ``candidates.json``. Both processes then all-reduce their rank + 1: 3 on both
+    only if every barrier of the stage paired with its counterpart."""
+    import datetime as dt
+    import time
+
+    import torch.distributed as dist
+
+    from robnet.search.config import SearchConfig
+    from robnet.search.rundir import SearchDir
+    from robnet.search.stages import sample_stage
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world, init_method=f"tcp://127.0.0.1:{port}",
+                            timeout=dt.timedelta(seconds=30))
+    try:
+        sd = SearchDir.open(run_dir, SearchConfig.from_dict(config), create=True, argv=["_search_worker", "sample"])
+        if rank == 1:
+            time.sleep(2.0)
+        genotypes = sample_stage(sd)
+        total = torch.tensor([rank + 1])
+        dist.all_reduce(total)
+        _write(out, rank, {"sum": int(total), "n": len(genotypes), "error": ""})
+    except Exception as exc:  # a mispaired collective: recorded for the test to show
+        _write(out, rank, {"sum": None, "n": None, "error": f"{type(exc).__name__}: {exc}"})
+    finally:
+        _leave()

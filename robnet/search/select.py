@@ -55,6 +55,7 @@ def select_stage(sd: SearchDir, supernet: SuperNet, *, device: torch.device) -> 
     others wait); writes and returns ``selection.json``'s content (None when no candidate has a final
     accuracy). Idempotent: an existing selection of the same config is returned as it is."""
     existing = read_selection(sd)
+    sd.barrier()  # every process looks before the first one writes, so all take the same branch
     if existing is not None:
         return existing
     out = None

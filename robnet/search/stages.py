@@ -208,8 +208,13 @@ def score_stage(sd: SearchDir, supernet: SuperNet, *, device: torch.device, scor
 # --------------------------------------------------------------------------- sample
 def sample_stage(sd: SearchDir) -> list[Genotype]:
     """Sample the candidates (the first process writes ``candidates.json``); idempotent: a folder that
-    already holds them keeps them (they are a pure function of the config, which the folder pins)."""
-    if sd.has_candidates():
+    already holds them keeps them (they are a pure function of the config, which the folder pins).
+
+    Every process looks before any writes (a barrier between): a process that looked only after the
+    first one wrote would skip the barrier the others wait at, and the next one would pair wrongly."""
+    have = sd.has_candidates()
+    sd.barrier()
+    if have:
         return [Genotype.parse(c[R.GENOTYPE]) for c in sd.read_candidates()]
     genotypes = sample_candidates(sd.config)
     if dist_info()[0] == 0:

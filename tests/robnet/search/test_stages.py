@@ -626,6 +626,19 @@ def test_two_process_gloo_finetune_gives_the_one_process_records(trained, refere
     assert json.loads((run / "search.json").read_text())["invocations"][-1]["world_size"] == 2
 
 
+def test_a_late_process_takes_the_same_path_through_sampling(tmp_path):
+    """The second process reaches the sample stage after the first wrote the candidates: it must still
+    wait at the same barriers, or its next collective pairs with the first one's barrier (seen as
+    "30 candidates have no first-pass score" from a 2-process search)."""
+    import torch.multiprocessing as mp
+
+    cfg = preset_config("cpu-demo", subset=200, val_size=64, candidates=N, layers=3)
+    mp.spawn(W.sample_race_worker, args=(2, _free_port(), str(tmp_path / "run"), str(tmp_path / "out"),
+                                         cfg.to_dict()), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / "out" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks == [{"sum": 3, "n": N, "error": ""}] * 2
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("tamper", [False, True], ids=["same", "tampered"])
 def test_two_process_supernet_trains_one_architecture_per_step(tamper, tmp_path):
