@@ -94,11 +94,9 @@ def recall_pvalue(hits: int, n: int, n_top: int, n_keep: int) -> float:
 
 
 def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a proportion k / n."""
+    """The Wilson score interval of a proportion k / n (scipy's ``binomtest(...).proportion_ci``);
+    NaN bounds for n = 0."""
     if n <= 0:
         return math.nan, math.nan
-    z = float(sps.norm.ppf(0.5 + level / 2))
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    ci = sps.binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)

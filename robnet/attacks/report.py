@@ -9,7 +9,6 @@ per-attack breakdown below it. :func:`robnet.attacks.evaluation.evaluate` fills 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,15 +17,15 @@ from robnet.io.results import provenance
 __all__ = ["AttackResult", "EvalReport", "wilson_interval"]
 
 
-def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a binomial proportion ``correct / n``."""
+def wilson_interval(correct: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval (default 95%) of a binomial proportion ``correct / n``, as scipy
+    computes it (``binomtest(...).proportion_ci(method="wilson")``); ``(0, 1)`` for ``n = 0``."""
     if n == 0:
         return (0.0, 1.0)
-    p = correct / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    from scipy.stats import binomtest
+
+    ci = binomtest(correct, n).proportion_ci(confidence_level=level, method="wilson")
+    return (float(ci.low), float(ci.high))
 
 
 @dataclass
