@@ -106,10 +106,11 @@ def _supernet_seconds(run: Path) -> float:
 def part_halving(tmp: Path, n: int, epochs: int) -> None:
     cfg = search.preset_config("cpu-demo", candidates=n, retest=None)
     cfg = dataclasses.replace(cfg, finetune=dataclasses.replace(cfg.finetune, epochs=epochs))
-    scorer, candidate_filter = plugins(FSPSearchConfig().plugin())
+    plugin = FSPSearchConfig().plugin()
+    scorer, candidate_filter = plugins(plugin)
     base = tmp / "full"
     search.run(base, cfg, stages=("supernet",), scorer=scorer, candidate_filter=candidate_filter,
-               plugin=FSPSearchConfig().plugin(), progress=False)  # the folder records the plug-in the stages use
+               plugin=plugin, progress=False)  # the folder records the plug-in the stages use
     results, seconds = {}, {}
     for schedule in ("full", "halving"):
         run = tmp / schedule
@@ -119,7 +120,7 @@ def part_halving(tmp: Path, n: int, epochs: int) -> None:
         t0 = time.perf_counter()
         results[schedule] = search.run(run, dataclasses.replace(cfg, finetune_schedule=schedule),
                                        stages=("sample", "finetune"), scorer=scorer, candidate_filter=candidate_filter,
-                                       plugin=FSPSearchConfig().plugin(), progress=False).records
+                                       plugin=plugin, progress=False).records
         seconds[schedule] = time.perf_counter() - t0
     full, halving = results["full"], results["halving"]
     spent = {k: sum(r["finetune_epochs"] for r in v) for k, v in results.items()}

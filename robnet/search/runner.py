@@ -78,12 +78,11 @@ def run(out: str | os.PathLike[str], config: SearchConfig | None = None, *, stag
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"run folder {folder} is a file: give a folder for --out")
+    threads = threads if threads is not None else 1 if resolve_device(device).type == "cpu" else torch.get_num_threads()
     kwargs: dict[str, Any] = {
         "out": str(folder), "config": config, "stages": [s for s in STAGES if s in stages], "scorer": scorer,
         "candidate_filter": candidate_filter, "plugin": plugin, "data_dir": data_dir, "device": device,
         "overwrite": overwrite, "progress": progress, "argv": argv, "threads": threads}
-    threads = threads if threads is not None else 1 if resolve_device(device).type == "cpu" else torch.get_num_threads()
-    kwargs["threads"] = threads
     n = _processes(procs, device)
     if n == 1:
         before = torch.get_num_threads()
