@@ -6,7 +6,9 @@ Five parts in one run, each measured side by side (results: ``benchmarks/results
 1. **Processes.** ``fspkit search all --preset cpu-demo --candidates 12`` with ``--procs 1`` and with
    the default (one process per core, each with one thread), into two fresh folders: wall time,
    the ratio, and a check that both sampled the same candidates (and, from the same supernet, give
-   the same records: the second folder's finetune stage is rerun on the first folder's supernet).
+   the same records: the second folder's finetune stage is rerun on the first folder's supernet), and
+   the bound on the supernet stage: in one process, a supernet step at the per-process batch against
+   one at the whole batch (no data-parallel split can do better than that ratio).
 2. **Successive halving.** On one trained cpu-demo supernet, the same candidates finetuned for
    ``--epochs`` (default 4) epochs with ``--finetune-schedule full`` and with ``halving``: the
    candidate-epochs spent, the wall time, how many of ``full``'s top 10% the halving schedule also
@@ -87,13 +89,52 @@ def part_processes(tmp: Path, n: int) -> None:
     wall(["search", "finetune", "--out", str(again), "--quiet"])
     same_records = stable(search.read_records(again).records) == stable(search.read_records(tmp / "p1").records)
     supernet = [_supernet_seconds(tmp / d) for d in ("p1", "pn")]
+    rest = [one - supernet[0], many - supernet[1]]
     print("\n## 1. Processes: `fspkit search all --preset cpu-demo --candidates", n, "`\n")
-    print("| processes x threads | wall (s) | supernet (s) | ratio to 1 process |")
-    print("|---|---:|---:|---:|")
-    print(f"| 1 x 1 | {one:.0f} | {supernet[0]:.0f} | 1.00 |")
-    print(f"| {procs} x 1 (default) | {many:.0f} | {supernet[1]:.0f} | {many / one:.2f} |")
-    print(f"\nsame candidates sampled: {same_candidates}; from the same supernet, {procs} processes give the "
-          f"1-process records field for field (timings, versions and the writing rank aside): {same_records}")
+    print("| processes x threads | wall (s) | supernet epochs (s) | the rest (s) | ratio to 1 process |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| 1 x 1 | {one:.0f} | {supernet[0]:.0f} | {rest[0]:.0f} | 1.00 |")
+    print(f"| {procs} x 1 (default) | {many:.0f} | {supernet[1]:.0f} | {rest[1]:.0f} | {many / one:.2f} |")
+    print(f"\nper stage: the supernet's epochs {supernet[1] / supernet[0]:.2f}x, the rest (start-up, candidates, "
+          f"selection) {rest[1] / rest[0]:.2f}x. Same candidates sampled: {same_candidates}; from the same supernet, "
+          f"{procs} processes give the 1-process records field for field (timings, versions and the writing rank "
+          f"aside): {same_records}")
+    batch = search.preset_config("cpu-demo").supernet.batch_size
+    half, full = _step_bound(batch, procs)
+    print(f"\nthe bound on the supernet stage: in one process, with no communication, a cpu-demo supernet step at "
+          f"the per-process batch ({batch // procs}) takes {half * 1e3:.0f} ms and one at the whole batch ({batch}) "
+          f"{full * 1e3:.0f} ms (medians): {half / full:.2f}x. No data-parallel split of this supernet over {procs} "
+          "processes can take less than that share of the 1-process time.")
+
+
+def _step_bound(batch: int, procs: int, reps: int = 12, steps: int = 5) -> tuple[float, float]:
+    """Median seconds of a cpu-demo supernet step (PGD attack + update) at ``batch // procs`` and at ``batch``,
+    timed in this process, interleaved (the same random architectures for both)."""
+    import random
+
+    import torch
+
+    from robnet.models.genotype import sample
+    from robnet.models.supernet import build_supernet
+    from robnet.train.loop import adversarial_step
+
+    cfg = search.preset_config("cpu-demo")
+    torch.manual_seed(0)
+    net = build_supernet(C=cfg.C, layers=cfg.layers, in_channels=1).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    rng = random.Random(0)
+    archs = [sample(rng, cell_free=False, layers=cfg.layers, budget=None) for _ in range(steps)]
+    times: dict[int, list[float]] = {batch // procs: [], batch: []}
+    for _ in range(reps):
+        for size, out in times.items():
+            x = torch.rand(size, 1, 8, 8).contiguous(memory_format=torch.channels_last)
+            y = torch.randint(0, 10, (size,))
+            t0 = time.perf_counter()
+            for g in archs:
+                adversarial_step(net, net.bind(g), opt, x, y, config=cfg.supernet, noise=torch.rand_like(x) * 2 - 1,
+                                 amp=False, args=(g,))
+            out.append((time.perf_counter() - t0) / steps)
+    return statistics.median(times[batch // procs]), statistics.median(times[batch])
 
 
 def _supernet_seconds(run: Path) -> float:

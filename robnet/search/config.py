@@ -184,14 +184,17 @@ def _cpu_demo() -> dict[str, Any]:
     # Sized so that the whole `fspkit demo` (search, statistics, figures, report) finishes in under 10
     # minutes on 2 idle CPU cores with >= 60 finetuned candidates (benchmarks/results/bench_search.md), on
     # the embedded 8x8 digits (eps 0.1 as in the robnet demo). 6 cells: 8x8 (cells 0-1), 4x4 (2-3), 2x2
-    # (4-5), so the deep cells 4-5 hold a reduction and a normal cell; every candidate is retested.
+    # (4-5), so the deep cells 4-5 hold a reduction and a normal cell; every candidate is retested. One
+    # evaluation batch holds the 287 validation images: at C=4 a step's cost is per-op overhead, nearly
+    # independent of the batch, so one batch of 287 costs 0.75x two of 144 (BN recalibration keeps its
+    # 576 images in 2 batches).
     supernet = TrainConfig(epochs=30, warmup_epochs=2, batch_size=64, lr=0.1, warmup_lr=0.02, eps=0.1,
                            step_size=0.025, attack_steps=5, crop_padding=1, flip=False, val_attack_steps=5)
     finetune = TrainConfig(epochs=1, warmup_epochs=0, batch_size=64, lr=0.02, min_lr=0.001, eps=0.1,
                            step_size=0.025, attack_steps=5, crop_padding=1, flip=False, val_attack_steps=5)
     return {"data": "digits", "val_size": 0.2, "C": 4, "layers": 6, "candidates": 60, "budget": (4, 7, 10),
             "supernet": supernet, "finetune": finetune, "eval_attack": "pgd7:eps=0.1,step_size=0.025",
-            "eval_batch_size": 144, "bn_batches": 4, "retest": None}
+            "eval_batch_size": 288, "bn_batches": 2, "retest": None}
 
 
 PRESETS: dict[str, str] = {

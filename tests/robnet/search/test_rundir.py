@@ -63,9 +63,9 @@ def test_a_folder_made_by_another_config_is_refused_naming_the_fields(tmp_path):
     with pytest.raises(ValueError, match=re.escape("finetune.epochs (1 in the folder, 2 now); seed (0 in the "
                                                    "folder, 3 now)")):
         _open(tmp_path, changed)
-    many = _cfg(C=6, layers=4, candidates=5, seed=1, bn_batches=2)
+    many = _cfg(C=6, layers=4, candidates=5, seed=1, bn_batches=3)
     with pytest.raises(ValueError, match=re.escape(
-            "another config: C (4 in the folder, 6 now); bn_batches (4 in the folder, 2 now); candidates (6 in the "
+            "another config: C (4 in the folder, 6 now); bn_batches (2 in the folder, 3 now); candidates (6 in the "
             "folder, 5 now); layers (3 in the folder, 4 now); and 2 more. Hint")):  # seed, supernet.seed
         _open(tmp_path, many)
     with pytest.raises(ValueError, match=re.escape(f"{tmp_path} holds a search made with other settings: fspkit "
