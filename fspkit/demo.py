@@ -115,6 +115,7 @@ def run_study(out_dir: str | os.PathLike[str], *, preset: str = "cpu-demo", data
     if not overwrite:
         _check_folder(run_dir, config, plugin, out)
     scorer, candidate_filter = plugins(plugin)
+    resumed = (run_dir / "search.json").exists() and not overwrite
     records = run(run_dir, config, scorer=scorer, candidate_filter=candidate_filter, plugin=plugin,
                   data_dir=data_dir, device=device, procs=procs, threads=threads, overwrite=overwrite,
                   progress=not quiet, argv=argv)
@@ -131,8 +132,24 @@ def run_study(out_dir: str | os.PathLike[str], *, preset: str = "cpu-demo", data
                             records_path=str(run_dir.relative_to(out)), stats_path="stats.json",
                             extra={"preset": preset, "wall_seconds": seconds, "search_seconds": search_seconds,
                                    "seed": seed, "device": str(resolve_device(device)), "processes": world,
+                                   "finetuning": _finetuning(config, records.records),
+                                   "resumed": ("yes: the wall and search times are this invocation's, earlier ones "
+                                               "are not counted") if resumed else None,
                                    "command": _command(preset, data, out, seed)})
     return StudyOutputs(run_dir, stats_json, figures, md, html, report, seconds)
+
+
+def _finetuning(config: SearchConfig, records: list[dict[str, Any]]) -> str:
+    """The schedule and the candidate-epochs it spent, against ``full``'s K per finetuned candidate."""
+    k = config.finetune.epochs
+    tuned = [r for r in records if not r.get(R.FILTERED_OUT)]
+    spent = sum(int(r.get(R.FINETUNE_EPOCHS) or 0) for r in tuned)
+    if config.finetune_schedule == "full":
+        return f"full (the paper's): {k} epoch{'s' if k != 1 else ''} per candidate, {spent} candidate-epochs"
+    full = k * len(tuned)
+    share = f"{spent / full:.2f}x" if full else "n/a"
+    return (f"successive halving up to {k} epochs: {spent} candidate-epochs, {share} the {full} of full finetuning "
+            "(what it keeps of full's top 10% needs a full run of the same supernet: docs/search.md)")
 
 
 def _command(preset: str, data: str | None, out: Path, seed: int) -> str:

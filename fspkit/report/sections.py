@@ -20,7 +20,8 @@ VERDICT_WORDS = {"agrees": "agrees with the paper", "disagrees": "contradicts th
 # extra keys shown in the header under their own label (any other key is listed as it is)
 _HEADER_KEYS = {"data": "data", "preset": "preset", "attack": "attack", "seed": "seed", "seeds": "seeds",
                 "device": "device", "wall_seconds": "wall time", "search_seconds": "search time",
-                "processes": "processes", "fsp_keep": "FSP filter keep (--fsp-keep)"}
+                "processes": "processes", "finetuning": "finetuning", "resumed": "resumed",
+                "fsp_keep": "FSP filter keep (--fsp-keep)"}
 PROXY_NAMES = {"fsp": "FSP distance, deep cells (raw)", "fsp_rel": "FSP distance, deep cells (relative)",
                "grad_norm": "gradient norm", "synflow": "SynFlow", "naswot": "NASWOT (Jacobian covariance)",
                "pgd_before_finetune": "PGD accuracy before finetuning", "params": "parameter count (baseline)",
