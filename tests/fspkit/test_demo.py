@@ -30,7 +30,7 @@ def test_the_report_states_the_candidate_epochs_each_schedule_spent():
     demo = preset_config("cpu-demo")
     full = dataclasses.replace(demo, finetune=dataclasses.replace(demo.finetune, epochs=3))
     halving = dataclasses.replace(full, finetune_schedule="halving")
-    # 4 finetuned (1 + 1/2 + 1/4 of them per epoch: 3, 2, 1 epochs), one dropped by the filter
+    # halving over 4 finetuned candidates: all 4, then 2, then 1 per epoch (3, 2, 1, 1 epochs); one filtered out
     records = [{"finetune_epochs": e, "filtered_out": False} for e in (3, 2, 1, 1)]
     records.append({"finetune_epochs": 0, "filtered_out": True})
     assert _finetuning(full, [{"finetune_epochs": 3, "filtered_out": False}] * 4) == (
