@@ -37,6 +37,7 @@ import csv
 import dataclasses
 import json
 import math
+import random
 import shutil
 import statistics
 import subprocess
@@ -47,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from scipy import stats as sps
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -55,6 +57,9 @@ from _machine import describe
 import robnet.search as search
 from fspkit.cli import main as fspkit_main
 from fspkit.search import FSPSearchConfig, plugins
+from robnet.models.genotype import sample
+from robnet.models.supernet import build_supernet
+from robnet.train.loop import adversarial_step
 from robnet.utils import default_procs, resolve_device
 
 
@@ -110,14 +115,6 @@ def part_processes(tmp: Path, n: int) -> None:
 def _step_bound(batch: int, procs: int, reps: int = 12, steps: int = 5) -> tuple[float, float]:
     """Median seconds of a cpu-demo supernet step (PGD attack + update) at ``batch // procs`` and at ``batch``,
     timed in this process, interleaved (the same random architectures for both)."""
-    import random
-
-    import torch
-
-    from robnet.models.genotype import sample
-    from robnet.models.supernet import build_supernet
-    from robnet.train.loop import adversarial_step
-
     cfg = search.preset_config("cpu-demo")
     torch.manual_seed(0)
     net = build_supernet(C=cfg.C, layers=cfg.layers, in_channels=1).to(memory_format=torch.channels_last)

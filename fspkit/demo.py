@@ -115,7 +115,7 @@ def run_study(out_dir: str | os.PathLike[str], *, preset: str = "cpu-demo", data
     if not overwrite:
         _check_folder(run_dir, config, plugin, out)
     scorer, candidate_filter = plugins(plugin)
-    resumed = (run_dir / "search.json").exists() and not overwrite
+    resumed = (run_dir / R.CONFIG_FILE).exists() and not overwrite
     records = run(run_dir, config, scorer=scorer, candidate_filter=candidate_filter, plugin=plugin,
                   data_dir=data_dir, device=device, procs=procs, threads=threads, overwrite=overwrite,
                   progress=not quiet, argv=argv)
